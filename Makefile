@@ -1,0 +1,44 @@
+# tickserve developer entry points. `make install` then `make test` set up and check a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tickserve
+
+.PHONY: install system-deps envtest-assets test test-unit lint bench demo e2e manifests clean
+
+install: system-deps ## create .venv with tickserve (editable) and everything the tests need
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all]"
+	$(MAKE) envtest-assets
+
+system-deps: ## redis-server, prometheus, alertmanager, promtool and wrk from Debian packages when missing
+	bash hack/install-system-deps.sh
+
+envtest-assets: ## etcd, kube-apiserver, helm and kubeconform built with Go, cached in $(TOOLS_CACHE)
+	bash hack/envtest-assets.sh "$(TOOLS_CACHE)"
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint ## every test tier; in CI a tier that cannot run fails instead of skipping
+	$(VENV)/bin/pytest
+
+test-unit:
+	$(VENV)/bin/pytest -m "not integration and not k8s"
+
+bench: ## side-by-side benchmarks; JSON under bench-results/ and a printed table
+	$(PY) -m benchmarks
+
+demo: ## the whole data path on one machine (embedded MLflow, local redis-server)
+	$(VENV)/bin/tickserve demo
+
+manifests: ## render manifests/ from the Helm chart (the chart is the source of truth)
+	bash hack/render-manifests.sh "$(TOOLS_CACHE)"
+
+e2e: ## kind cluster end to end: needs Docker and internet, not run in CI
+	bash e2e/run.sh
+
+clean:
+	rm -rf $(VENV) bench-results .pytest_cache

@@ -1,0 +1,1 @@
+"""Prediction quality monitoring and the Prometheus rules that watch canaries."""

@@ -1,0 +1,1 @@
+"""KServe predictors, one per model framework, serving the Open Inference Protocol (v2)."""

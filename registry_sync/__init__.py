@@ -1,0 +1,1 @@
+"""MLflow registry to GitOps: opens pull requests that patch manifests when a model version changes stage."""

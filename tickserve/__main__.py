@@ -1,0 +1,5 @@
+import sys
+
+from tickserve.cli import main
+
+sys.exit(main())
