@@ -29,7 +29,7 @@ test-unit:
 	$(VENV)/bin/pytest -m "not integration and not k8s"
 
 bench: ## side-by-side benchmarks; JSON under bench-results/ and a printed table
-	$(PY) -m benchmarks
+	$(PY) benchmarks/run.py $(BENCH)
 
 demo: ## the whole data path on one machine (embedded MLflow, local redis-server)
 	$(VENV)/bin/tickserve demo
