@@ -23,9 +23,12 @@ def available() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*available(), []], help="benchmarks to run (default: all)")
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})")
     parser.add_argument("--out", type=Path, default=HERE.parent / "bench-results", help="where JSON results go")
     args = parser.parse_args(argv)
+    unknown = set(args.names) - set(available())
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; available: {', '.join(available())}")
     for name in args.names or available():
         module = importlib.import_module(f"bench_{name}")
         print(f"\n== {name} ==", flush=True)
