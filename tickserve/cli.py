@@ -12,6 +12,10 @@ import sys
 # subcommand -> (module with main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predictor": ("tickserve.predictors.__main__", "serve a model over the Open Inference Protocol (KServe v2)"),
+    "features": (
+        "tickserve.transformers.replay",
+        "compute features offline: features replay --input bars.csv --output features.csv",
+    ),
 }
 
 
