@@ -1,0 +1,128 @@
+"""Fixtures of the `k8s` tier: a real kube-apiserver + etcd (envtest style), the KServe and prometheus-operator
+CRDs, helm, kubectl and kubeconform. This docstring is the contract for tests in tests/k8s/.
+
+Every test collected from this folder is marked `k8s` (`pytest -m k8s` runs the tier, `-m "not k8s"` skips it).
+Binaries come from KUBEBUILDER_ASSETS (etcd, kube-apiserver, kubectl) or from `make envtest-assets`, which builds
+them with Go into ${TOOLS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/tickserve}/bin. When they are missing, the fixtures
+skip loudly on a developer machine and fail in CI (`require` from tests/conftest.py).
+
+Fixtures (all session-scoped except `namespace`):
+
+- `k8s_tools` -> kube.Tools: paths `.etcd .kube_apiserver .kubectl .helm .kubeconform` and `.versions`
+  (module -> version from hack/tools/go.mod; `.kubernetes_version` e.g. "v1.34.4"). Needs no cluster: use it
+  for `helm template` / `helm lint` / kubeconform via `helm_cli` below, or `kube.run([k8s_tools.kubeconform, ...])`.
+- `helm_cli(*args, input=None, check=True)` -> CompletedProcess[str]: helm with throw-away HELM_*_HOME dirs and
+  no cluster (render/lint). For install/upgrade use `control_plane.helm`.
+- `control_plane` -> kube.ControlPlane, started once per session:
+    .server        "https://127.0.0.1:<port>"
+    .kubeconfig    Path of an admin kubeconfig (client cert in group system:masters: cluster-admin, may impersonate)
+    .api_client    kubernetes.client.ApiClient as admin, e.g. kubernetes.client.CoreV1Api(control_plane.api_client)
+    .kubectl(*args, input=None, check=True) and .helm(*args, input=None, check=True): CompletedProcess[str]
+                   with text stdout/stderr; KUBECONFIG and isolated caches set; check=True raises
+                   kube.CommandFailed whose message carries stderr (use check=False to assert a refusal).
+    .tools         the kube.Tools above; .workdir holds etcd.log and kube-apiserver.log for debugging.
+  What it is: RBAC authorization, default admission plugins except ServiceAccount, service CIDR 10.0.0.0/24,
+  strict OpenAPI/CRD validation. What it is not: no controllers, scheduler or kubelet, so nothing reconciles
+  (no Pods from Deployments, no ServiceAccount tokens, namespaces stay Terminating after delete) and no
+  KServe/prometheus-operator webhooks (KServe's range checks such as canaryTrafficPercent <= 100 live in its
+  webhook, not in the CRD schema, so the API server here accepts 150).
+- `crds` -> kube.InstalledCrds: depends on control_plane; the CRDs from hack/crds.sh (KServe v0.20.0 config/crd/full
+  and prometheus-operator example/prometheus-operator-crd, from the Go module cache) applied and Established.
+  `.names` (e.g. "inferenceservices.serving.kserve.io", "servicemonitors.monitoring.coreos.com"),
+  `.versions` (module -> version). Request it whenever a test creates KServe or monitoring.coreos.com objects.
+- `namespace` (function scope) -> str: a fresh namespace named after the test, deleted afterwards. Objects from
+  one test never collide with another's; as there is no namespace controller, deletion only marks it Terminating.
+
+Helpers in tests/k8s/kube.py: `server_side_apply(cp, yaml_text, namespace=None) -> ["kind.group/name", ...]`,
+`read_back(cp, resource, name, namespace) -> dict`, `can_i(cp.api_client, service_account=, namespace=, verb=,
+resource=, group="", target_namespace=None, subresource="", name="") -> bool` (a SubjectAccessReview),
+`run(command, env=, input=, check=)`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+from kube import ControlPlane, InstalledCrds, Tools, find_tools, install_crds, pinned_crd_files, run
+
+K8S_DIR = Path(__file__).parent
+
+
+def _load_tier_policy() -> Callable[[bool, str], None]:
+    """`require` from tests/conftest.py. `from conftest import require` cannot work here: while pytest imports this
+    file, the module name `conftest` is this file. Test modules in this folder may still write
+    `from conftest import require`, because this module re-exports it."""
+    spec = importlib.util.spec_from_file_location("tickserve_tests_root_conftest", K8S_DIR.parent / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.require
+
+
+require = _load_tier_policy()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/k8s as `k8s`; this hook sees the whole session, hence the path check."""
+    for item in items:
+        if K8S_DIR in item.path.parents:
+            item.add_marker(pytest.mark.k8s)
+
+
+@pytest.fixture(scope="session")
+def k8s_tools() -> Tools:
+    tools, missing = find_tools()
+    require(
+        tools is not None,
+        "k8s tier: envtest assets missing: "
+        + ", ".join(missing)
+        + ". Run `make envtest-assets` (builds them with Go, several minutes once) or set KUBEBUILDER_ASSETS",
+    )
+    return tools  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def helm_cli(
+    k8s_tools: Tools, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        # No cluster: a stray developer kubeconfig must not leak into rendering.
+        "KUBECONFIG": str(home / "no-cluster"),
+    }
+
+    def helm(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([k8s_tools.helm, *args], env=env, input=input, check=check)
+
+    return helm
+
+
+@pytest.fixture(scope="session")
+def control_plane(k8s_tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with ControlPlane(k8s_tools, tmp_path_factory.mktemp("control-plane")) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane) -> InstalledCrds:
+    return install_crds(control_plane, pinned_crd_files())
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:6]}"
+    core = kubernetes.client.CoreV1Api(control_plane.api_client)
+    core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
