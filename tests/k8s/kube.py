@@ -152,7 +152,9 @@ class Pki:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _certificate(
@@ -258,7 +260,9 @@ def write_kubeconfig(path: Path, server: str, pki: Pki, context: str = "envtest"
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority-data": inline(pki.ca_cert)}}],
+        "clusters": [
+            {"name": context, "cluster": {"server": server, "certificate-authority-data": inline(pki.ca_cert)}}
+        ],
         "users": [
             {
                 "name": "admin",
@@ -358,7 +362,9 @@ class ControlPlane:
             "--profiling=false",
             "--v=1",
         ]
-        apiserver = ServerProcess("kube-apiserver", command, cwd=self.workdir, tcp_port=port, timeout=self.start_timeout)
+        apiserver = ServerProcess(
+            "kube-apiserver", command, cwd=self.workdir, tcp_port=port, timeout=self.start_timeout
+        )
         self._processes.append(apiserver)
         apiserver.start()
         self._wait_ready(apiserver)
