@@ -1,0 +1,154 @@
+"""The model files both servers load: a LightGBM booster on named features and a heavier PyTorch window model.
+
+Everything is trained on synthetic data with fixed seeds, built once per output directory and reused, so
+repeated `make bench` runs measure the same models. The LightGBM booster is written once by
+`mlflow.lightgbm.save_model` (what tickserve loads) and MLServer gets a byte-identical copy of that text
+model file, so both servers evaluate exactly the same trees.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 40
+FEATURE_NAMES = [f"feature_{index:02d}" for index in range(N_FEATURES)]
+WINDOW_SHAPE = (60, 110)
+WINDOW_INPUT = "window"
+WINDOW_OUTPUT = "probabilities"
+SEED = 7
+
+
+@dataclass(frozen=True)
+class BenchModels:
+    """Paths of the model directories, one per server and format."""
+
+    lightgbm_mlflow: Path
+    lightgbm_text: Path
+    onnx: Path
+    torchscript: Path
+
+
+def synthetic_features(rows: int, seed: int = SEED) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, N_FEATURES)).astype(np.float32)
+
+
+def synthetic_windows(rows: int, seed: int = SEED) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, *WINDOW_SHAPE)).astype(np.float32)
+
+
+def build_lightgbm(root: Path) -> tuple[Path, Path]:
+    """Train a binary booster (200 trees, 31 leaves) and save it as an MLflow model plus MLServer's copy."""
+    import lightgbm as lgb
+    import mlflow.lightgbm
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    mlflow_dir = root / "lightgbm-mlflow"
+    text_file = root / "lightgbm-mlserver" / "model.txt"
+    if not (mlflow_dir / "MLmodel").exists():
+        features = synthetic_features(20_000)
+        weights = np.random.default_rng(SEED + 1).normal(size=N_FEATURES)
+        labels = (features @ weights + 0.5 * np.sin(features[:, 0] * 3) > 0).astype(np.int32)
+        frame = pd.DataFrame(features, columns=FEATURE_NAMES)
+        params = {"objective": "binary", "num_leaves": 31, "learning_rate": 0.1, "verbose": -1, "seed": SEED}
+        booster = lgb.train(params, lgb.Dataset(frame, label=labels), num_boost_round=200)
+        signature = infer_signature(frame.head(100), booster.predict(frame.head(100)))
+        shutil.rmtree(mlflow_dir, ignore_errors=True)
+        mlflow.lightgbm.save_model(booster, str(mlflow_dir), signature=signature, pip_requirements=["lightgbm"])
+    booster_file = mlflow_dir / "model.lgb"
+    if not text_file.exists() or not filecmp.cmp(booster_file, text_file, shallow=False):
+        text_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(booster_file, text_file)
+    return mlflow_dir, text_file
+
+
+def window_network():  # -> torch.nn.Module (torch is imported lazily: it is slow to import)
+    """An MLP over the flattened [60, 110] feature window with a 2-class softmax head (~14M weights).
+
+    Heavy on purpose: one window costs milliseconds, mostly streaming the 2048-wide first layer's weights,
+    which a batch reuses across rows. That per-call cost is what micro-batching amortises; a model cheaper
+    than the HTTP and JSON work per request (a small LSTM takes ~0.4 ms here) could not show it.
+    """
+    import torch
+
+    torch.manual_seed(SEED)
+    width = WINDOW_SHAPE[0] * WINDOW_SHAPE[1]
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(width, 2048),
+        torch.nn.ReLU(),
+        torch.nn.Linear(2048, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 2),
+        torch.nn.Softmax(dim=-1),
+    ).eval()
+
+
+def _window_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *WINDOW_SHAPE), WINDOW_INPUT)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2), WINDOW_OUTPUT)]),
+    )
+
+
+def build_window_models(root: Path) -> tuple[Path, Path]:
+    """Export the same network weights as ONNX (dynamic batch axis) and as TorchScript, each an MLflow-style dir."""
+    onnx_dir, torchscript_dir = root / "window-onnx", root / "window-torchscript"
+    if (onnx_dir / "MLmodel").exists() and (torchscript_dir / "MLmodel").exists():
+        return onnx_dir, torchscript_dir
+    import mlflow.onnx
+    import mlflow.pytorch
+    import onnx
+    import torch
+
+    network = window_network()
+    example = torch.from_numpy(synthetic_windows(2))
+    signature = _window_signature()
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_file = Path(scratch) / "window.onnx"
+        torch.onnx.export(
+            network,
+            (example,),
+            str(onnx_file),
+            input_names=[WINDOW_INPUT],
+            output_names=[WINDOW_OUTPUT],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+            external_data=False,
+        )
+        onnx_model = onnx.load(str(onnx_file))
+    shutil.rmtree(onnx_dir, ignore_errors=True)
+    mlflow.onnx.save_model(
+        onnx_model,
+        str(onnx_dir),
+        signature=signature,
+        save_as_external_data=False,
+        pip_requirements=["onnxruntime"],
+    )
+
+    with torch.no_grad():
+        traced = torch.jit.trace(network, example)
+    shutil.rmtree(torchscript_dir, ignore_errors=True)
+    # A ScriptModule given to mlflow.pytorch is written with torch.jit's own format (data/model.pth).
+    mlflow.pytorch.save_model(
+        traced, str(torchscript_dir), signature=signature, serialization_format="pickle", pip_requirements=["torch"]
+    )
+    return onnx_dir, torchscript_dir
+
+
+def build_all(root: Path) -> BenchModels:
+    root.mkdir(parents=True, exist_ok=True)
+    lightgbm_mlflow, lightgbm_text = build_lightgbm(root)
+    onnx_dir, torchscript_dir = build_window_models(root)
+    return BenchModels(lightgbm_mlflow, lightgbm_text, onnx_dir, torchscript_dir)
