@@ -1,0 +1,94 @@
+"""`python -m tickserve.predictors --model_name NAME --model_dir DIR [KServe flags]` (or `tickserve predictor`).
+
+The framework is detected from DIR. KServe's own flags (--http_port, --grpc_port, --workers ...) come from
+its parser, used as a parent; the TICKSERVE_* settings have flags of the same name that override the env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .settings import SETTINGS_FLAGS, PredictorSettings, settings_from
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kserve.model_server import parser as kserve_parser  # parses sys.argv at import: see main()
+
+    parser = argparse.ArgumentParser(
+        prog="tickserve predictor",
+        description="Serve a LightGBM, ONNX or TorchScript model over the Open Inference Protocol (REST + gRPC).",
+        parents=[kserve_parser],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model_dir", default="/mnt/models", help="MLflow model dir or a plain model file")
+    for name in SETTINGS_FLAGS:
+        field = PredictorSettings.model_fields[name]
+        kind = {"max_batch_size": int, "max_request_rows": int, "threads": int, "max_latency_ms": float}.get(name, str)
+        parser.add_argument(
+            f"--{name}", type=kind, default=None, help=f"{field.description} (env TICKSERVE_{name.upper()})"
+        )
+    # Throughput default: no log line per request (KServe's default logs every request's latency).
+    parser.set_defaults(enable_latency_logging=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from({name: getattr(args, name) for name in SETTINGS_FLAGS})
+    except ValidationError as error:
+        parser.error(f"invalid settings: {error}")
+
+    import kserve.model_server as model_server
+    from kserve.utils.utils import cpu_count
+
+    # KServe reads some options from the arguments it parsed at import time; make them the ones parsed here.
+    vars(model_server.args).update(vars(args))
+    threads = settings.threads or max(1, cpu_count() // max(1, args.workers))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, str(threads))  # before any framework is imported
+
+    from .model_dir import ModelDirError
+    from .repository import PredictorRepository
+    from .server import PredictorServer, configure_logging
+
+    configure_logging(per_request_logs=args.enable_latency_logging)
+    repository = PredictorRepository({args.model_name: Path(args.model_dir)}, settings, threads)
+    try:
+        repository.load_model(args.model_name)
+    except (ModelDirError, OSError, ValueError) as error:
+        print(
+            f"tickserve predictor: cannot load model {args.model_name!r} from {args.model_dir}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    server = PredictorServer(
+        repository,
+        grpc_enabled=args.enable_grpc,
+        grpc_options=vars(args),
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+    server.start([repository.get_model(args.model_name)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

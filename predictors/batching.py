@@ -1,0 +1,141 @@
+"""Adaptive micro-batching: concurrent requests to one model are coalesced into one framework call.
+
+A batch leaves when it holds `max_batch_size` rows or its oldest request has waited `max_latency_ms`; while
+the model is busy, requests keep accumulating, so batches grow with load and stay at one request when idle.
+Each request's rows are split back to its own caller. If a batched call fails, its requests are retried one
+by one so a single bad request fails only itself. Model calls run on the model's executor thread, never on
+the event loop, so health checks answer while the model is saturated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+ModelCall = Callable[[Arrays], Arrays]
+
+
+@dataclass
+class _Pending:
+    inputs: Arrays
+    rows: int
+    future: asyncio.Future[Arrays]
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+        """Requests can share a batch only if every input has the same trailing shape and dtype."""
+        return tuple((name, array.shape[1:], array.dtype.str) for name, array in self.inputs.items())
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        call: ModelCall,
+        executor: Executor,
+        max_batch_size: int,
+        max_latency_ms: float,
+        on_batch: Callable[[int], None],
+    ) -> None:
+        self._call = call
+        self._executor = executor
+        self._max_rows = max_batch_size
+        self._max_wait = max_latency_ms / 1000.0
+        self._on_batch = on_batch
+        self._pending: list[_Pending] = []
+        self._running = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, inputs: Arrays, rows: int) -> Arrays:
+        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(inputs, rows, future))
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        """Start a batch if the model is idle and the oldest request is due (or the batch is full)."""
+        self._pending = [item for item in self._pending if not item.future.done()]  # drop cancelled callers
+        if self._running or not self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        due_at = self._pending[0].enqueued + self._max_wait
+        if sum(item.rows for item in self._pending) < self._max_rows and time.monotonic() < due_at:
+            if self._timer is None:
+                self._timer = loop.call_at(loop.time() + (due_at - time.monotonic()), self._on_timer)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch = self._take_batch()
+        self._running = True
+        self._task = loop.create_task(self._run(batch))  # referenced so it is not collected mid-flight
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take_batch(self) -> list[_Pending]:
+        """Oldest first, same input layout as the oldest, up to max_batch_size rows (at least one request)."""
+        first = self._pending[0]
+        batch, rest, rows = [first], [], first.rows
+        for item in self._pending[1:]:
+            if item.key == first.key and rows + item.rows <= self._max_rows:
+                batch.append(item)
+                rows += item.rows
+            else:
+                rest.append(item)
+        self._pending = rest
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self._executor, self._call_batch, [item.inputs for item in batch])
+            for item, result in zip(batch, results, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+        except BaseException as error:  # never leave a caller waiting
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            raise
+        finally:
+            self._running = False
+            self._dispatch()
+
+    def _call_batch(self, inputs: list[Arrays]) -> list[Arrays | BaseException]:
+        """Runs on the executor thread: one framework call for the whole batch, split back by rows."""
+        if len(inputs) == 1:
+            return [self._call_alone(inputs[0])]
+        rows = [_rows(item) for item in inputs]
+        joined = {name: np.concatenate([item[name] for item in inputs]) for name in inputs[0]}
+        try:
+            self._on_batch(sum(rows))
+            outputs = self._call(joined)
+        except Exception:
+            return [self._call_alone(item) for item in inputs]
+        bounds = np.cumsum(rows)[:-1]
+        pieces = {name: np.split(array, bounds) for name, array in outputs.items()}
+        return [{name: pieces[name][i] for name in pieces} for i in range(len(inputs))]
+
+    def _call_alone(self, inputs: Arrays) -> Arrays | BaseException:
+        try:
+            self._on_batch(_rows(inputs))
+            return self._call(inputs)
+        except Exception as error:
+            return error
+
+
+def _rows(inputs: Arrays) -> int:
+    return next(iter(inputs.values())).shape[0]

@@ -1,0 +1,92 @@
+"""The served models and their hot reload through the v2 repository extension.
+
+`POST /v2/repository/models/{name}/load` re-reads the model's directory and builds a new predictor off the
+event loop while the current one keeps answering; the swap is one dict assignment, so every request is served
+by exactly one complete version. Requests already holding the old version finish on it. Both versions share
+the model's single inference thread, so a reload never doubles the framework's thread use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kserve.errors import ModelNotFound
+from kserve.model_repository import ModelRepository
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from .base import TickPredictor
+from .model_dir import Framework, locate
+from .settings import PredictorSettings
+
+# Imported on demand so a LightGBM server never pays for importing torch.
+PREDICTOR_CLASSES: dict[Framework, str] = {
+    Framework.LIGHTGBM: "tickserve.predictors.lightgbm_predictor:LightGBMPredictor",
+    Framework.ONNX: "tickserve.predictors.onnx_predictor:ONNXPredictor",
+    Framework.TORCHSCRIPT: "tickserve.predictors.torchscript_predictor:TorchScriptPredictor",
+}
+
+
+def predictor_class(framework: Framework) -> type[TickPredictor]:
+    module, _, name = PREDICTOR_CLASSES[framework].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class PredictorRepository(ModelRepository):
+    """Model name -> model dir; `load(name)` (re)builds that model from its dir and swaps it in."""
+
+    def __init__(self, model_dirs: Mapping[str, Path], settings: PredictorSettings, threads: int) -> None:
+        super().__init__(models_dir=str(next(iter(model_dirs.values()))))
+        self.model_dirs = dict(model_dirs)
+        self.settings = settings
+        self.threads = threads
+        self._executors = {name: ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}") for name in model_dirs}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """KServe's `--workers N` spawns REST worker processes by pickling the data plane with this repository;
+        each worker rebuilds its models from their directories instead of pickling framework sessions."""
+        return (_restored_repository, (self.model_dirs, self.settings, self.threads))
+
+    def build(self, name: str) -> TickPredictor:
+        """Load a fresh predictor for `name` from its directory (blocking: call off the event loop)."""
+        artifact = locate(self.model_dirs[name])
+        predictor = predictor_class(artifact.framework)(
+            name, artifact, self.settings, self._executors[name], self.threads
+        )
+        predictor.load()
+        return predictor
+
+    def load_model(self, name: str) -> bool:
+        self.update(self.build(name))
+        return True
+
+    async def load(self, name: str) -> bool:
+        if name not in self.model_dirs:
+            raise ModelNotFound(name)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:  # two concurrent reloads of one model must not race to the swap
+            predictor = await asyncio.to_thread(self.build, name)
+            self.update(predictor)
+        return True
+
+
+def _restored_repository(model_dirs: dict[str, Path], settings: PredictorSettings, threads: int) -> PredictorRepository:
+    repository = PredictorRepository(model_dirs, settings, threads)
+    for name in model_dirs:
+        repository.load_model(name)
+        repository.get_model(name).start()  # type: ignore[union-attr]
+    return repository
+
+
+class PredictorRepositoryExtension(ModelRepositoryExtension):
+    """KServe's extension turns every load error into 503; a name this server does not serve is a 404."""
+
+    async def load(self, model_name: str) -> None:
+        registry = self._model_registry
+        if isinstance(registry, PredictorRepository) and model_name not in registry.model_dirs:
+            raise ModelNotFound(model_name)
+        await super().load(model_name)

@@ -1,0 +1,139 @@
+"""KServe's ModelServer, adjusted where its defaults hurt a realtime predictor.
+
+- Bodies are decoded by `wire` (binary tensors stay bytes; malformed JSON / protobuf is a 400 /
+  INVALID_ARGUMENT, not a 500) and rejected bodies are counted as client errors of the model.
+- gRPC runs without KServe's per-call logging interceptor, and parses ModelInfer messages itself.
+- Per-request log lines (latency, access log) are off unless --enable_latency_logging is set.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc import aio
+from kserve import ModelServer
+from kserve import logging as kserve_logging
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.utils.utils import to_headers
+
+from .base import TickPredictor
+from .repository import PredictorRepository, PredictorRepositoryExtension
+from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request
+
+
+class PredictorDataPlane(DataPlane):
+    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
+        try:
+            if isinstance(body, bytes):
+                return decode_rest_body(body, headers, model_name)
+            return super().decode_inference_request(body, headers, model_name)
+        except InvalidInput:
+            self.count_rejected(model_name)
+            raise
+
+    def count_rejected(self, model_name: str) -> None:
+        model = self._model_registry.get_model(model_name)
+        if isinstance(model, TickPredictor):
+            model.metrics.rejected()
+
+
+class PredictorServicer(InferenceServicer):
+    """ModelInfer receives raw bytes (see `add_servicer`) so a malformed message is the client's error."""
+
+    async def ModelInfer(self, request: bytes, context: grpc.ServicerContext) -> pb.ModelInferResponse:  # type: ignore[override]
+        model_name = ""
+        try:
+            message = decode_grpc_message(request)
+            model_name = message.model_name
+            infer_request = grpc_to_infer_request(message)
+        except InvalidInput:
+            if isinstance(self._data_plane, PredictorDataPlane) and model_name:
+                self._data_plane.count_rejected(model_name)
+            raise
+        response, _ = await self._data_plane.infer(
+            model_name=message.model_name, request=infer_request, headers=to_headers(context)
+        )
+        if isinstance(response, InferResponse):
+            return response.to_grpc()
+        return response
+
+
+def add_servicer(servicer: PredictorServicer, server: aio.Server) -> None:
+    """KServe's generated registration, with ModelInfer taking undecoded bytes."""
+
+    class Capture:
+        def add_generic_rpc_handlers(self, handlers: object) -> None:
+            pass
+
+        def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+            self.service, self.handlers = service, dict(handlers)
+
+    capture = Capture()
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, capture)
+    capture.handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
+        servicer.ModelInfer, request_deserializer=None, response_serializer=pb.ModelInferResponse.SerializeToString
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, capture.handlers),))
+    server.add_registered_method_handlers(capture.service, capture.handlers)
+
+
+class PredictorGRPCServer(GRPCServer):
+    async def start(self, max_workers: int) -> None:
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(ExceptionToStatusInterceptor(),),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
+                ("grpc.max_receive_message_length", self._kwargs["grpc_max_receive_message_length"]),
+            ],
+        )
+        add_servicer(PredictorServicer(self._data_plane, self._model_repository_extension), self._server)
+        self._server.add_insecure_port(f"[::]:{self._port}")
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class PredictorServer(ModelServer):
+    """ModelServer with the predictor data plane, repository extension and gRPC server.
+
+    KServe builds its gRPC server inside start(); this one is built here instead (pass enable_grpc=False to
+    the parent) and registered where ModelServer.stop() looks for it.
+    """
+
+    def __init__(
+        self, repository: PredictorRepository, *, grpc_enabled: bool, grpc_options: dict[str, Any], **kwargs: Any
+    ):
+        super().__init__(registered_models=repository, enable_grpc=False, **kwargs)
+        self.dataplane = PredictorDataPlane(model_registry=repository)
+        self.model_repository_extension = PredictorRepositoryExtension(model_registry=repository)
+        self._grpc_enabled = grpc_enabled
+        self._grpc_options = grpc_options
+
+    def start(self, models: list) -> None:  # type: ignore[override]
+        if self._grpc_enabled:
+            self._grpc_server = PredictorGRPCServer(
+                self.grpc_port, self.dataplane, self.model_repository_extension, kwargs=self._grpc_options
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        super().start(models)
+
+
+def configure_logging(per_request_logs: bool) -> None:
+    """KServe's log format; per-request lines (latency trace, access log) only when asked for."""
+    config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
+    if not per_request_logs:
+        config["loggers"]["kserve.trace"]["level"] = "WARNING"
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    kserve_logging.configure_logging(config)
+    logging.captureWarnings(True)

@@ -1,0 +1,111 @@
+"""Decoding v2 request bodies from the wire, where KServe's own decoding turns bad input into 500s.
+
+REST binary extension: the JSON header (Inference-Header-Content-Length bytes) is followed by each binary
+input's bytes; they are kept as bytes and viewed by numpy later, never converted to Python lists.
+gRPC: the ModelInferRequest protobuf is parsed here so that a malformed message is INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from kserve.errors import InvalidInput
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from pydantic import BaseModel, ValidationError
+
+INFERENCE_HEADER = "inference-header-content-length"
+
+
+class _Tensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None  # absent when the tensor travels as binary after the JSON header
+
+
+class _Output(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class _Header(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[_Tensor]
+    outputs: list[_Output] | None = None
+
+
+def decode_rest_body(body: bytes, headers: dict[str, str], model_name: str) -> InferRequest:
+    """A v2 REST body: plain JSON, or JSON header + binary tensors when the binary extension header is set."""
+    length_header = headers.get(INFERENCE_HEADER)
+    if length_header is None:
+        json_length = len(body)
+    else:
+        try:
+            json_length = int(length_header)
+        except ValueError:
+            raise InvalidInput(f"header Inference-Header-Content-Length={length_header!r} is not a number") from None
+        if not 0 < json_length <= len(body):
+            raise InvalidInput(
+                f"header Inference-Header-Content-Length={json_length} does not fit a body of {len(body)} bytes"
+            )
+    try:
+        header = _Header.model_validate_json(body[:json_length])
+    except ValidationError as error:
+        raise InvalidInput(f"malformed v2 inference request: {_pydantic_problems(error)}") from None
+    inputs, offset = [], json_length
+    for tensor in header.inputs:
+        parameters = tensor.parameters or {}
+        infer_input = InferInput(tensor.name, list(tensor.shape), tensor.datatype, parameters=parameters)
+        size = parameters.get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(body):
+                raise InvalidInput(
+                    f"input '{tensor.name}': binary_data_size={size!r} does not fit the {len(body) - offset} "
+                    "binary bytes left in the body"
+                )
+            infer_input._raw_data = body[offset : offset + size]  # read by codec.tensor_array
+            offset += size
+        elif tensor.data is not None:
+            infer_input.data = tensor.data
+        else:
+            raise InvalidInput(f"input '{tensor.name}' has neither 'data' nor binary_data_size")
+        inputs.append(infer_input)
+    if offset != len(body):
+        raise InvalidInput(f"{len(body) - offset} bytes after the last binary input are not claimed by any input")
+    outputs = [RequestedOutput(output.name, output.parameters or {}) for output in header.outputs or []]
+    return InferRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=header.id,
+        parameters=header.parameters,
+        request_outputs=outputs or None,
+    )
+
+
+def decode_grpc_message(raw: bytes) -> pb.ModelInferRequest:
+    try:
+        return pb.ModelInferRequest.FromString(raw)
+    except DecodeError as error:
+        raise InvalidInput(f"malformed ModelInferRequest protobuf: {error}") from None
+
+
+def grpc_to_infer_request(message: pb.ModelInferRequest) -> InferRequest:
+    """KServe's conversion, with its failures on inconsistent messages reported as bad input."""
+    if message.raw_input_contents and len(message.raw_input_contents) != len(message.inputs):
+        raise InvalidInput(
+            f"{len(message.inputs)} inputs but {len(message.raw_input_contents)} raw_input_contents entries"
+        )
+    try:
+        return InferRequest.from_grpc(message)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InvalidInput(f"malformed ModelInferRequest: {error}") from None
+
+
+def _pydantic_problems(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
+    )
