@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickserve.transformers.replay",
         "compute features offline: features replay --input bars.csv --output features.csv",
     ),
+    "ingest": ("tickserve.transformers.ingest_cli", "market data (replay, websocket, synthetic) -> Redis hot features"),
+    "transformer": ("tickserve.transformers.__main__", "serve the KServe feature transformer (symbols in, signal out)"),
+    "monitor": ("tickserve.monitoring.quality_cli", "score predictions against realised returns, export accuracy"),
 }
 
 

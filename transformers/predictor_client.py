@@ -1,0 +1,161 @@
+"""Talks to the tickserve predictor over Open Inference Protocol v2, by REST or gRPC.
+
+Two calls matter: the model metadata (its inputs list the feature columns in signature order) and inference
+on one packed FP32 tensor `features` [N, F] answered by `probabilities` [N, K]. Transport failures are
+reported as `PredictorUnavailable` (with whether an immediate retry can help) and refusals as
+`PredictorRejected`, whatever the protocol, so the transformer's retry and 503 logic is protocol-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+import httpx
+import numpy as np
+from kserve.inference_client import InferenceRESTClient, RESTConfig
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
+
+FEATURES_INPUT = "features"
+PROBABILITIES_OUTPUT = "probabilities"
+
+# Reconnect quickly once a restarted predictor is back (gRPC's default backoff grows to two minutes).
+_GRPC_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+]
+_RETRYABLE_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class PredictorUnavailable(Exception):
+    """The predictor (or the model on it) cannot answer now."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PredictorRejected(Exception):
+    """The predictor answered with an error about the request itself."""
+
+
+@dataclass(frozen=True)
+class PredictorOutput:
+    probabilities: np.ndarray  # [N, K]: K=2 [down, up], K=3 [down, flat, up]
+    model_version: str
+
+
+class PredictorClient(Protocol):
+    async def feature_names(self, model: str) -> tuple[str, ...]: ...
+
+    async def infer(self, model: str, features: np.ndarray) -> PredictorOutput: ...
+
+    async def close(self) -> None: ...
+
+
+def _request(model: str, features: np.ndarray, binary: bool) -> InferRequest:
+    tensor = InferInput(FEATURES_INPUT, list(features.shape), "FP32")
+    tensor.set_data_from_numpy(np.ascontiguousarray(features, dtype=np.float32), binary_data=binary)
+    return InferRequest(model_name=model, infer_inputs=[tensor])
+
+
+def _output(model: str, response: InferResponse) -> PredictorOutput:
+    output = response.get_output_by_name(PROBABILITIES_OUTPUT)
+    if output is None:
+        raise PredictorRejected(f"model {model} answered without a {PROBABILITIES_OUTPUT!r} output")
+    probabilities = output.as_numpy().astype(np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] not in (2, 3):
+        raise PredictorRejected(f"model {model} answered probabilities of shape {probabilities.shape}, not [N, 2|3]")
+    return PredictorOutput(probabilities, str(response.model_version or ""))
+
+
+class RestPredictorClient:
+    """v2 over HTTP: KServe's REST inference client plus a plain GET for metadata."""
+
+    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+        self._base_url = base_url
+        self._inference = InferenceRESTClient(RESTConfig(protocol="v2", timeout=timeout_seconds, retries=0))
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds)
+
+    async def feature_names(self, model: str) -> tuple[str, ...]:
+        try:
+            response = await self._http.get(f"/v2/models/{model}")
+        except httpx.TransportError as exc:
+            raise PredictorUnavailable(f"predictor at {self._base_url} unreachable: {exc!r}", retryable=True) from exc
+        self._raise_for_status(model, response)
+        return tuple(item["name"] for item in response.json()["inputs"])
+
+    async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
+        try:
+            response = await self._inference.infer(self._base_url, _request(model, features, True), model_name=model)
+        except httpx.HTTPStatusError as exc:
+            self._raise_for_status(model, exc.response)
+            raise
+        except httpx.TransportError as exc:
+            raise PredictorUnavailable(f"predictor at {self._base_url} unreachable: {exc!r}", retryable=True) from exc
+        return _output(model, response)
+
+    def _raise_for_status(self, model: str, response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        message = f"predictor model {model} answered {response.status_code}: {response.text[:200]}"
+        if response.status_code == 404:
+            raise PredictorUnavailable(message, retryable=False)
+        if response.status_code in (502, 503, 504):
+            raise PredictorUnavailable(message, retryable=True)
+        raise PredictorRejected(message)
+
+    async def close(self) -> None:
+        await self._inference.close()
+        await self._http.aclose()
+
+
+class GrpcPredictorClient:
+    """v2 over gRPC on one channel that reconnects within a second of the predictor coming back."""
+
+    def __init__(self, target: str, timeout_seconds: float) -> None:
+        self._target = target
+        self._timeout = timeout_seconds
+        self._channel = grpc.aio.insecure_channel(target, options=_GRPC_CHANNEL_OPTIONS)
+        self._stub = GRPCInferenceServiceStub(self._channel)
+
+    async def feature_names(self, model: str) -> tuple[str, ...]:
+        try:
+            metadata = await self._stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(model, exc) from exc
+        return tuple(item.name for item in metadata.inputs)
+
+    async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
+        try:
+            response = await self._stub.ModelInfer(_request(model, features, True).to_grpc(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(model, exc) from exc
+        return _output(model, InferResponse.from_grpc(response))
+
+    def _translate(self, model: str, exc: grpc.aio.AioRpcError) -> Exception:
+        message = f"predictor at {self._target} model {model}: {exc.code().name} {exc.details()}"
+        if exc.code() in _RETRYABLE_GRPC:
+            return PredictorUnavailable(message, retryable=True)
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return PredictorUnavailable(message, retryable=False)
+        return PredictorRejected(message)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def predictor_client(host: str, protocol: str, use_ssl: bool, timeout_seconds: float) -> PredictorClient:
+    """A client for KServe's `--predictor_host` / `--predictor_protocol` (v2 or grpc-v2)."""
+    if protocol == "grpc-v2":
+        if use_ssl:
+            raise ValueError("TLS to the predictor over gRPC is not supported; use --predictor_protocol v2")
+        return GrpcPredictorClient(host, timeout_seconds)
+    if protocol == "v2":
+        return RestPredictorClient(f"{'https' if use_ssl else 'http'}://{host}", timeout_seconds)
+    raise ValueError(f"predictor protocol {protocol!r} is not supported; use v2 or grpc-v2")
