@@ -1,0 +1,58 @@
+"""`tickserve monitor`: the prediction quality monitor with its Prometheus /metrics endpoint.
+
+Settings are `--<name>` flags or `TICKSERVE_<NAME>` environment variables, e.g.
+
+    tickserve monitor --redis_url redis://127.0.0.1:6379/0 --metrics_port 9102 --high_confidence 0.6
+
+Run several with the same `--group` (and distinct `--consumer`) to share the stream. See `quality` for how
+predictions are joined with realised returns and what is exported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+
+from prometheus_client import REGISTRY, start_http_server
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from tickserve.monitoring.quality import QualityMetrics, QualityMonitor, run_monitor
+from tickserve.transformers.feature_store import connect
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKSERVE_", extra="ignore", cli_prog_name="tickserve monitor")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis with the predictions stream and prices")
+    metrics_port: int = Field(9102, ge=0, description="Prometheus /metrics port")
+    group: str = Field("quality-monitor", description="consumer group on the predictions stream")
+    consumer: str = Field(socket.gethostname(), description="this monitor's consumer name within the group")
+    high_confidence: float = Field(0.6, ge=0, le=1, description="confidence from which a prediction is high-confidence")
+    window: int = Field(200, gt=0, description="scored predictions per rolling-accuracy window")
+    grace_seconds: float = Field(3600.0, ge=0, description="wall time past the horizon before giving up on prices")
+    poll_seconds: float = Field(1.0, gt=0, description="longest wait for new predictions between scoring passes")
+    redis_timeout_seconds: float = Field(5.0, gt=0, description="socket timeout of one Redis call")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = MonitorSettings(_cli_parse_args=sys.argv[1:] if argv is None else argv)
+    except ValidationError as exc:
+        print(f"tickserve monitor: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    # The blocking stream read must not hit the socket timeout.
+    client = connect(settings.redis_url, settings.redis_timeout_seconds + settings.poll_seconds)
+    metrics = QualityMetrics(REGISTRY, settings.window, settings.high_confidence)
+    monitor = QualityMonitor(client, metrics, settings.group, settings.consumer, settings.grace_seconds)
+    start_http_server(settings.metrics_port)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_monitor(monitor, settings.poll_seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
