@@ -1,0 +1,137 @@
+"""Small real models for the predictor tests, written the way the project writes them (MLflow layouts and plain
+files), plus the framework's own prediction to compare the server against."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+FEATURES = ["ret_1", "ret_5", "ret_15", "vol_5", "spread", "imbalance"]
+WINDOW = (20, 8)  # timesteps x features of the sequence models
+
+
+def feature_rows(rows: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, len(FEATURES)))
+
+
+def train_booster(seed: int, rounds: int = 20, objective: str = "binary") -> lgb.Booster:
+    frame = pd.DataFrame(feature_rows(400, seed), columns=FEATURES)
+    label = (frame.ret_1 + 0.5 * frame.imbalance > 0).astype(int)
+    params = {"objective": objective, "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1}
+    if objective == "multiclass":
+        params["num_class"] = 3
+        label = label + (frame.spread > 1).astype(int)
+    return lgb.train(params, lgb.Dataset(frame, label), num_boost_round=rounds)
+
+
+def save_lightgbm_mlflow(path: Path, booster: lgb.Booster, version: str | None = None) -> Path:
+    import mlflow.lightgbm
+    from mlflow.models import infer_signature
+
+    frame = pd.DataFrame(feature_rows(5, 0), columns=FEATURES)
+    signature = infer_signature(frame, booster.predict(frame))
+    metadata = {"model_version": version} if version else None
+    mlflow.lightgbm.save_model(booster, str(path), signature=signature, metadata=metadata)
+    return path
+
+
+def window_module(seed: int = 0):
+    """A small sequence classifier: [N, 20, 8] window -> [N, 2] probabilities."""
+    import torch
+
+    torch.manual_seed(seed)
+
+    class WindowMLP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(
+                torch.nn.Flatten(), torch.nn.Linear(WINDOW[0] * WINDOW[1], 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+            )
+
+        def forward(self, window: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.net(window), dim=-1)
+
+    return WindowMLP().eval()
+
+
+def window_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *WINDOW), "window")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2), "probabilities")]),
+    )
+
+
+def save_onnx_mlflow(path: Path, module) -> Path:
+    import mlflow.onnx
+    import onnx
+    import torch
+
+    exported = path.parent / f"{path.name}.export.onnx"
+    torch.onnx.export(
+        module,
+        (torch.zeros(2, *WINDOW),),
+        str(exported),
+        input_names=["window"],
+        output_names=["probabilities"],
+        dynamic_axes={"window": {0: "rows"}, "probabilities": {0: "rows"}},
+        dynamo=False,
+    )
+    mlflow.onnx.save_model(onnx.load(str(exported)), str(path), signature=window_signature())
+    return path
+
+
+def save_torchscript_mlflow(path: Path, module) -> Path:
+    import mlflow.pytorch
+    import torch
+
+    scripted = torch.jit.trace(module, torch.zeros(2, *WINDOW))
+    mlflow.pytorch.save_model(scripted, str(path), signature=window_signature(), serialization_format="pickle")
+    return path
+
+
+def guarded_module():
+    """Fails (a server error, not bad input) on any negative value: lets a test put one failing request into a
+    batch of good ones."""
+    import torch
+
+    class Guarded(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if bool((x < 0).any()):
+                raise ValueError("negative input")
+            return x * 2.0
+
+    return Guarded().eval()
+
+
+def slow_module(iterations: int = 300):
+    """Seconds of CPU per call on a few hundred rows: keeps the model saturated during health checks."""
+    import torch
+
+    class Slow(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(256, 256) / 16.0)
+            self.iterations = iterations
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for _ in range(self.iterations):
+                x = torch.tanh(x @ self.weight)
+            return x
+
+    return Slow().eval()
+
+
+def save_plain_torchscript(path: Path, module, example) -> Path:
+    import torch
+
+    path.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(
+        torch.jit.script(module) if example is None else torch.jit.trace(module, example), str(path / "model.pt")
+    )
+    return path

@@ -1,0 +1,158 @@
+"""Pieces of the predictor that need no server: provider choice, settings, signatures, codecs, batching."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+from predictor_models import FEATURES, save_lightgbm_mlflow, save_plain_torchscript, train_booster, window_module
+from tickserve.predictors.batching import MicroBatcher
+from tickserve.predictors.codec import decode_request
+from tickserve.predictors.model_dir import Framework, ModelDirError, locate
+from tickserve.predictors.onnx_predictor import select_providers
+from tickserve.predictors.settings import settings_from
+from tickserve.predictors.signature import Signature, TensorSpec, tabular_signature
+
+
+def test_provider_selection_prefers_gpu_and_always_keeps_cpu() -> None:
+    assert select_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    cuda = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers(cuda) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers(cuda, tensorrt=True) == cuda
+
+
+def test_provider_selection_on_this_machine_runs_on_cpu() -> None:
+    import onnxruntime
+
+    providers = select_providers(onnxruntime.get_available_providers())
+    assert providers[-1] == "CPUExecutionProvider"
+    assert set(providers) <= set(onnxruntime.get_available_providers())
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKSERVE_TRACK", "canary")
+    monkeypatch.setenv("TICKSERVE_MAX_BATCH_SIZE", "8")
+    settings = settings_from({"max_batch_size": 32, "track": None})
+    assert settings.track == "canary"
+    assert settings.max_batch_size == 32
+
+
+def test_invalid_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKSERVE_TRACK", "blue")
+    with pytest.raises(ValueError, match="track"):
+        settings_from({})
+
+
+def test_mlflow_lightgbm_dir_is_detected_with_its_signature(tmp_path) -> None:
+    artifact = locate(save_lightgbm_mlflow(tmp_path / "m", train_booster(seed=2, rounds=2), version="9"))
+    assert artifact.framework is Framework.LIGHTGBM
+    assert artifact.signature is not None and artifact.signature.tabular
+    assert artifact.signature.input_names == FEATURES
+    assert artifact.version == "9"
+
+
+def test_plain_files_are_detected_by_extension(tmp_path) -> None:
+    assert (
+        locate(save_plain_torchscript(tmp_path / "ts", window_module(), example=None)).framework
+        is Framework.TORCHSCRIPT
+    )
+    (tmp_path / "lgb").mkdir()
+    train_booster(seed=3, rounds=2).save_model(str(tmp_path / "lgb" / "model.txt"))
+    artifact = locate(tmp_path / "lgb")
+    assert (artifact.framework, artifact.signature) == (Framework.LIGHTGBM, None)
+
+
+def test_a_dir_without_a_model_is_refused_with_what_was_found(tmp_path) -> None:
+    (tmp_path / "notes.md").write_text("no model here")
+    with pytest.raises(ModelDirError, match="no model file"):
+        locate(tmp_path)
+
+
+def _request(*tensors: tuple[str, list[int], str, list]) -> InferRequest:
+    return InferRequest("m", [InferInput(name, shape, datatype, data) for name, shape, datatype, data in tensors])
+
+
+TABULAR = tabular_signature([("a", "FP64"), ("b", "FP64")])
+WINDOW = Signature(inputs=(TensorSpec("window", "FP32", (-1, 2, 3)),))
+
+
+def test_packed_and_per_column_requests_give_the_same_matrix() -> None:
+    packed, rows = decode_request(_request(("features", [2, 2], "FP32", [1, 2, 3, 4])), TABULAR, 10)
+    columns, _ = decode_request(_request(("b", [2], "FP64", [2, 4]), ("a", [2], "FP64", [1, 3])), TABULAR, 10)
+    assert rows == 2
+    np.testing.assert_array_equal(packed["features"], columns["features"])
+
+
+@pytest.mark.parametrize(
+    ("request_", "signature", "message"),
+    [
+        (_request(("x", [1], "FP64", [1])), TABULAR, "unknown input"),
+        (_request(("a", [1], "FP64", [1])), TABULAR, "missing input"),
+        (_request(("a", [1], "FP32", [1]), ("b", [1], "FP64", [1])), TABULAR, "datatype FP32"),
+        (_request(("features", [1, 3], "FP32", [1, 2, 3])), TABULAR, r"expected \[N, 2\]"),
+        (_request(("features", [1, 2], "BYTES", ["a", "b"])), TABULAR, "expected FP32 or FP64"),
+        (_request(("features", [0, 2], "FP32", [])), TABULAR, "empty batch"),
+        (_request(("features", [11, 2], "FP32", [0.0] * 22)), TABULAR, "max_request_rows=10"),
+        (_request(("window", [1, 2, 4], "FP32", [0.0] * 8)), WINDOW, r"expects \[-1, 2, 3\]"),
+        (_request(("window", [1, 2, 3], "FP32", [0.0] * 5)), WINDOW, "do not fill"),
+        (_request(("window", [1, 2, 3], "FP32", ["x"] * 6)), WINDOW, "not FP32"),
+        (
+            _request(("window", [1, 2, 3], "FP32", [0.0] * 6), ("window", [1, 2, 3], "FP32", [0.0] * 6)),
+            WINDOW,
+            "more than once",
+        ),
+    ],
+)
+def test_bad_requests_are_refused_with_a_message_naming_the_problem(request_, signature, message) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        decode_request(request_, signature, max_rows=10)
+
+
+async def test_batcher_coalesces_concurrent_requests_and_splits_results() -> None:
+    calls: list[int] = []
+
+    def double(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(double, executor, max_batch_size=64, max_latency_ms=50, on_batch=lambda rows: None)
+        requests = [np.full((i % 3 + 1, 2), float(i)) for i in range(10)]
+        results = await asyncio.gather(*(batcher.submit({"x": x}, len(x)) for x in requests))
+    for x, result in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(result["y"], x * 2)
+    assert len(calls) < len(requests)
+    assert sum(calls) == sum(len(x) for x in requests)
+
+
+async def test_batcher_respects_max_batch_size() -> None:
+    sizes: list[int] = []
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(
+            lambda i: {"y": i["x"]}, executor, max_batch_size=4, max_latency_ms=50, on_batch=sizes.append
+        )
+        await asyncio.gather(*(batcher.submit({"x": np.zeros((1, 1))}, 1) for _ in range(10)))
+    assert max(sizes) <= 4
+    assert sum(sizes) == 10
+
+
+async def test_one_failing_request_does_not_fail_its_batch() -> None:
+    def refuse_negative(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] + 1}
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(
+            refuse_negative, executor, max_batch_size=64, max_latency_ms=50, on_batch=lambda rows: None
+        )
+        values = [1.0, 2.0, -1.0, 3.0]
+        results = await asyncio.gather(
+            *(batcher.submit({"x": np.array([[v]])}, 1) for v in values), return_exceptions=True
+        )
+    assert isinstance(results[2], ValueError)
+    assert [r["y"][0, 0] for i, r in enumerate(results) if i != 2] == [2.0, 3.0, 4.0]
