@@ -1,0 +1,38 @@
+"""Write two small LightGBM models for the e2e run, as the plain files KServe's storage puts under /mnt/models:
+OUT/ticks-1m/3/model.txt (the stable version) and OUT/ticks-1m/4/model.txt (the canary).
+
+They take the transformer's feature vector (tickserve's default feature windows), so requests flow end to end.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+from tickserve.transformers.features import feature_names
+
+VERSIONS = {"3": 3, "4": 4}  # version -> training seed
+
+
+def train(seed: int, names: list[str]) -> lightgbm.Booster:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(2000, len(names)))
+    label = (features[:, 0] + 0.5 * rng.normal(size=len(features)) > 0).astype(int)
+    data = lightgbm.Dataset(features, label=label, feature_name=names)
+    return lightgbm.train({"objective": "binary", "verbose": -1, "seed": seed}, data, num_boost_round=20)
+
+
+def main(out: Path) -> int:
+    names = feature_names()
+    for version, seed in VERSIONS.items():
+        target = out / "ticks-1m" / version
+        target.mkdir(parents=True, exist_ok=True)
+        train(seed, names).save_model(str(target / "model.txt"))
+    print(f"make_models: {len(names)} features, versions {sorted(VERSIONS)} under {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
