@@ -14,9 +14,13 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from grpc import aio
 from kserve import ModelServer
 from kserve import logging as kserve_logging
+from kserve import model_server as kserve_model_server
 from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -30,6 +34,25 @@ from kserve.utils.utils import to_headers
 from .base import TickPredictor
 from .repository import PredictorRepository, PredictorRepositoryExtension
 from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request
+
+
+async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI answers JSON bodies it cannot parse with 422 and its own shape; v2 clients expect 400 {"error"}."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem.get('loc', ())) or 'body'}: {problem.get('msg')}"
+        + (
+            f" ({problem['ctx']['error']})"
+            if isinstance(problem.get("ctx"), dict) and "error" in problem["ctx"]
+            else ""
+        )
+        for problem in error.errors()
+    )
+    return JSONResponse(status_code=400, content={"error": f"malformed v2 inference request: {problems}"})
+
+
+# At import, on KServe's module-level app: REST worker processes (--workers > 1) import the app afresh and import
+# this module when they unpickle the data plane below, so every process answers the same way.
+kserve_model_server.app.add_exception_handler(RequestValidationError, request_validation_error)
 
 
 class PredictorDataPlane(DataPlane):

@@ -98,5 +98,7 @@ def slow_dir(models_root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def lightgbm_server(start_predictor: StartPredictor, lightgbm_dir: Path) -> Iterator[Predictor]:
-    with start_predictor(lightgbm_dir, name="signal", env={"TICKSERVE_TRACK": "canary"}) as predictor:
+    with start_predictor(
+        lightgbm_dir, name="signal", env={"TICKSERVE_TRACK": "canary", "TICKSERVE_MAX_REQUEST_ROWS": "256"}
+    ) as predictor:
         yield predictor
