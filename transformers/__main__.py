@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = TransformerSettings(_cli_settings_source=settings_flags(parsed_args=args))
     except ValidationError as exc:
         parser.error(str(exc))
-    if not args.predictor_host:
+    if not args.predictor_host and not set(settings.horizons.values()) <= set(settings.predictor_hosts):
         parser.error("--predictor_host is required (host:port of the predictor's REST or gRPC endpoint)")
     if args.predictor_protocol not in ("v2", "grpc-v2"):
         parser.error("--predictor_protocol must be v2 or grpc-v2 (the predictor speaks Open Inference Protocol v2)")
@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         connect(settings.redis_url, settings.redis_timeout_seconds),
         partial(
             predictor_client,
-            args.predictor_host,
-            args.predictor_protocol,
-            args.predictor_use_ssl,
-            args.predictor_request_timeout_seconds,
+            protocol=args.predictor_protocol,
+            use_ssl=args.predictor_use_ssl,
+            timeout_seconds=args.predictor_request_timeout_seconds,
         ),
+        args.predictor_host,
     )
     transformer.load()
     add_rest_handlers(model_server.app)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_grpc=args.enable_grpc,
         enable_latency_logging=args.enable_latency_logging,
         predictor_config=PredictorConfig(
-            predictor_host=args.predictor_host,
+            predictor_host=args.predictor_host or "",
             predictor_protocol=args.predictor_protocol,
             predictor_use_ssl=args.predictor_use_ssl,
             predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,

@@ -14,7 +14,7 @@ from typing import Protocol
 import grpc
 import httpx
 import numpy as np
-from kserve.inference_client import InferenceRESTClient, RESTConfig
+import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
@@ -75,30 +75,35 @@ def _output(model: str, response: InferResponse) -> PredictorOutput:
 
 
 class RestPredictorClient:
-    """v2 over HTTP: KServe's REST inference client plus a plain GET for metadata."""
+    """v2 over HTTP with JSON bodies (KServe's REST client drops `model_version` from binary responses)."""
 
     def __init__(self, base_url: str, timeout_seconds: float) -> None:
         self._base_url = base_url
-        self._inference = InferenceRESTClient(RESTConfig(protocol="v2", timeout=timeout_seconds, retries=0))
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds)
 
     async def feature_names(self, model: str) -> tuple[str, ...]:
-        try:
-            response = await self._http.get(f"/v2/models/{model}")
-        except httpx.TransportError as exc:
-            raise PredictorUnavailable(f"predictor at {self._base_url} unreachable: {exc!r}", retryable=True) from exc
-        self._raise_for_status(model, response)
+        response = await self._send("GET", model, f"/v2/models/{model}")
         return tuple(item["name"] for item in response.json()["inputs"])
 
     async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
+        tensor = {
+            "name": FEATURES_INPUT,
+            "datatype": "FP32",
+            "shape": list(features.shape),
+            "data": np.asarray(features, dtype=np.float32).ravel().tolist(),
+        }
+        body = orjson.dumps({"inputs": [tensor]})
+        response = await self._send("POST", model, f"/v2/models/{model}/infer", body)
+        return _output(model, InferResponse.from_rest(orjson.loads(response.content)))
+
+    async def _send(self, method: str, model: str, path: str, body: bytes | None = None) -> httpx.Response:
+        headers = {"content-type": "application/json"} if body is not None else None
         try:
-            response = await self._inference.infer(self._base_url, _request(model, features, True), model_name=model)
-        except httpx.HTTPStatusError as exc:
-            self._raise_for_status(model, exc.response)
-            raise
+            response = await self._http.request(method, path, content=body, headers=headers)
         except httpx.TransportError as exc:
             raise PredictorUnavailable(f"predictor at {self._base_url} unreachable: {exc!r}", retryable=True) from exc
-        return _output(model, response)
+        self._raise_for_status(model, response)
+        return response
 
     def _raise_for_status(self, model: str, response: httpx.Response) -> None:
         if response.is_success:
@@ -111,7 +116,6 @@ class RestPredictorClient:
         raise PredictorRejected(message)
 
     async def close(self) -> None:
-        await self._inference.close()
         await self._http.aclose()
 
 

@@ -82,6 +82,7 @@ class PendingRequest:
     model: str
     features: list[StoredFeatures]
     cached: list[Prediction | None]
+    binary_outputs: bool  # raw gRPC contents / REST binary extension, as the client asked
 
 
 @dataclass(frozen=True)
@@ -121,26 +122,30 @@ class FeatureTransformer(Model):
         name: str,
         settings: TransformerSettings,
         client: redis.Redis,
-        connect_predictor: Callable[[], PredictorClient],
+        connect_predictor: Callable[[str], PredictorClient],
+        predictor_host: str | None,
     ) -> None:
         super().__init__(name)
         self.settings = settings
         self._redis = client
         self._redis_address = "{host}:{port}".format(**client.connection_pool.connection_kwargs)
         self._connect_predictor = connect_predictor
-        self._predictor_client: PredictorClient | None = None
+        self._predictor_host = predictor_host
+        self._predictor_clients: dict[str, PredictorClient] = {}
         self._schemas = SchemaCatalog(client)
         self._sink = PredictionSink(client, settings.prediction_cache_ttl_seconds, settings.stream_maxlen)
         self._feature_names: dict[str, tuple[str, ...]] = {}
         self._model_versions: dict[str, str] = {}
         self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
 
-    @property
-    def _predictor(self) -> PredictorClient:
-        """Created on first use, inside the serving event loop that its gRPC channel binds to."""
-        if self._predictor_client is None:
-            self._predictor_client = self._connect_predictor()
-        return self._predictor_client
+    def _predictor(self, model: str) -> PredictorClient:
+        """The client for `model`'s host, created on first use inside the serving event loop (gRPC binds to it)."""
+        host = self.settings.predictor_hosts.get(model, self._predictor_host)
+        if host is None:
+            raise DependencyUnavailable("predictor", f"no predictor host for model {model}: set --predictor_host")
+        if host not in self._predictor_clients:
+            self._predictor_clients[host] = self._connect_predictor(host)
+        return self._predictor_clients[host]
 
     def load(self) -> bool:
         # Dependencies are reached per request (with retries), so a transformer started before Redis or the
@@ -181,7 +186,8 @@ class FeatureTransformer(Model):
         hits = sum(item is not None for item in cached)
         CACHE_LOOKUPS.labels(horizon, "hit").inc(hits)
         CACHE_LOOKUPS.labels(horizon, "miss").inc(len(cached) - hits)
-        return PendingRequest(payload.id or str(uuid.uuid4()), horizon, model, known, cached)
+        request_id = payload.id or str(uuid.uuid4())
+        return PendingRequest(request_id, horizon, model, known, cached, payload.use_binary_outputs)
 
     async def _read_hot(self, symbols: list[str], horizon: str) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
@@ -245,12 +251,12 @@ class FeatureTransformer(Model):
 
     async def _signature(self, model: str) -> tuple[str, ...]:
         if model not in self._feature_names:
-            self._feature_names[model] = await self._with_predictor(self._predictor.feature_names, model)
+            self._feature_names[model] = await self._with_predictor(self._predictor(model).feature_names, model)
         return self._feature_names[model]
 
     async def _call_predictor(self, model: str, matrix: np.ndarray) -> PredictorOutput:
         PREDICTOR_ROWS.labels(model).inc(len(matrix))
-        output = await self._with_predictor(self._predictor.infer, model, matrix)
+        output = await self._with_predictor(self._predictor(model).infer, model, matrix)
         if len(output.probabilities) != len(matrix):
             raise BadPredictorAnswer(f"model {model} answered {len(output.probabilities)} rows for {len(matrix)}")
         return output
@@ -332,6 +338,7 @@ class FeatureTransformer(Model):
             infer_outputs=outputs,
             model_version=rows[0].model_version,
             parameters={"horizon": result.request.horizon, "model": result.request.model},
+            use_binary_outputs=result.request.binary_outputs,
         )
 
     # --- bounded retries ---------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ class TransformerSettings(BaseSettings):
     horizons: dict[str, str] = Field(
         {"1h": "signal-1h"}, description='horizon label -> predictor model name, JSON, e.g. {"1h": "signal-1h"}'
     )
+    predictor_hosts: dict[str, str] = Field(
+        {}, description="predictor model name -> host:port where it differs from --predictor_host, JSON"
+    )
     default_horizon: str | None = Field(None, description="horizon used when a request names none (default: first)")
     track: str = Field(
         "stable", description="rollout track of this deployment (stable, canary), recorded per prediction"
