@@ -70,7 +70,7 @@ class Ingest:
         return self.report
 
     def apply(self, events: list[Event]) -> HotFeatures | None:
-        """Update the engine with one batch; the ready features it changed (None when nothing is ready)."""
+        """Update the engine with one batch; what to write: the ready vectors it changed and every close."""
         quoted: set[str] = set()
         event_ts: dict[str, float] = {}
         closes: list[tuple[str, float, float]] = []
@@ -97,7 +97,7 @@ class Ingest:
         symbols = list(event_ts)
         current = self._engine.current(self._engine.symbol_ids(symbols))
         ready = [symbol for symbol, is_ready in zip(symbols, current.ready.tolist(), strict=True) if is_ready]
-        if not ready:
+        if not ready and not closes:
             return None
         return HotFeatures(
             schema_version=self._engine.config.schema_version,
