@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -373,7 +374,7 @@ class ControlPlane:
         """Poll /readyz (readable anonymously) until every post-start hook, RBAC bootstrap included, is done."""
         deadline = time.monotonic() + self.start_timeout
         last = "no answer"
-        with httpx.Client(verify=str(self.pki.ca_cert), timeout=2.0) as client:
+        with httpx.Client(verify=ssl.create_default_context(cafile=self.pki.ca_cert), timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if not apiserver.alive():
                     raise RuntimeError(f"kube-apiserver exited:\n{apiserver.log_tail()}")
@@ -457,15 +458,32 @@ class InstalledCrds:
     sources: list[CrdSource]
 
 
-def install_crds(control_plane: ControlPlane, sources: list[CrdSource], timeout: str = "120s") -> InstalledCrds:
+def install_crds(control_plane: ControlPlane, sources: list[CrdSource], timeout: float = 120.0) -> InstalledCrds:
     """Server-side apply the CRDs (client-side apply would overflow the last-applied annotation on these large
     schemas) and wait until the API server serves them (condition Established)."""
     files = [arg for source in sources for arg in ("-f", str(source.file))]
     applied = control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-o", "name", *files)
     names = [line.split("/", 1)[1] for line in applied.stdout.split()]
-    control_plane.kubectl("wait", "--for=condition=Established", f"--timeout={timeout}", *(f"crd/{n}" for n in names))
+    wait_established(control_plane, names, timeout)
     versions = {source.module: source.version for source in sources}
     return InstalledCrds(names=names, versions=versions, sources=sources)
+
+
+def wait_established(control_plane: ControlPlane, names: list[str], timeout: float) -> None:
+    """Poll the CRDs' conditions. Not `kubectl wait`: it fails outright when it reads a CRD whose status has no
+    conditions yet, which is the normal state for a few milliseconds after creation."""
+    extensions = kubernetes.client.ApiextensionsV1Api(control_plane.api_client)
+    pending = set(names)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for crd in extensions.list_custom_resource_definition().items:
+            conditions = crd.status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                pending.discard(crd.metadata.name)
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"CRDs not Established after {timeout}s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.1)
 
 
 # --- helpers for tests -----------------------------------------------------------------------------------------------
