@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
-from tickserve.transformers.windows import dd_add, dd_add_dd, dd_population_variance, two_square
+from tickserve.transformers.windows import dd_add_dd, dd_population_variance, two_square, two_sum
 
 DEFAULT_WINDOWS: tuple[int, ...] = (60, 120, 240)
 PER_WINDOW_FEATURES: tuple[str, ...] = ("return", "return_std", "vol_ratio", "rsi", "bb_pos")
@@ -50,11 +50,10 @@ PER_WINDOW_FEATURES: tuple[str, ...] = ("return", "return_std", "vol_ratio", "rs
 FORMULA_VERSION = "v1"
 EPSILON = 1e-8
 
-# Ring-buffer columns per bar.
-_CLOSE, _VOLUME, _LOG_RETURN, _DIFF = range(4)
-# Running-sum lanes: four over the last w bars, five over the last w-1 differences.
+# Running-sum lanes: four over the last w bars, then five over the last w-1 differences. The ring buffers
+# keep each bar's contribution to them (bar lanes and difference lanes apart: they leave windows one bar apart).
 _P, _P2_HI, _P2_LO, _V, _R, _R2_HI, _R2_LO, _GAIN, _LOSS = range(9)
-_LANES = 9
+_BAR_LANES, _LANES = 4, 9
 
 
 def feature_names(windows: Sequence[int] = DEFAULT_WINDOWS, book_levels: Sequence[int] = ()) -> list[str]:
@@ -171,9 +170,10 @@ class FeatureEngine:
         """Grow every per-symbol array to `capacity` rows, keeping the existing state."""
         windows, levels = len(self.config.windows), len(self.config.book_levels)
         shapes: dict[str, tuple[tuple[int, ...], float]] = {
-            "_history": ((self._ring, 4), 0.0),
-            "_sum_hi": ((_LANES, windows), 0.0),
-            "_sum_lo": ((_LANES, windows), 0.0),
+            "_bar_history": ((self._ring, _BAR_LANES), 0.0),
+            "_diff_history": ((self._ring, _LANES - _BAR_LANES), 0.0),
+            "_sum_hi": ((windows, _LANES), 0.0),
+            "_sum_lo": ((windows, _LANES), 0.0),
             "_count": ((), 0),
             "_last_close": ((), 0.0),
             "_last_log": ((), 0.0),
@@ -250,27 +250,22 @@ class FeatureEngine:
         log_close = np.log(close)
         log_return = np.where(first_bar, 0.0, log_close - self._last_log[ids])
         difference = np.where(first_bar, 0.0, close - self._last_close[ids])
-        entering = _lanes(close, volume, log_return, difference)[:, :, None]
+        entering = _lanes(close, volume, log_return, difference)
 
         # The bar leaving a window of w bars is bar_index - w; the difference leaving w-1 differences is
         # bar_index - (w-1). Slots not written yet still hold zeros, so young symbols subtract nothing.
         rows = ids[:, None]
         bar_slots = (bar_index[:, None] - self._windows) % self._ring
         diff_slots = (bar_slots + 1) % self._ring
-        leaving_bars = self._history[rows, bar_slots]
-        leaving_diffs = self._history[rows, diff_slots]
-        leaving = _lanes(
-            leaving_bars[..., _CLOSE],
-            leaving_bars[..., _VOLUME],
-            leaving_diffs[..., _LOG_RETURN],
-            leaving_diffs[..., _DIFF],
-        )
-        hi, lo = dd_add(self._sum_hi[ids], self._sum_lo[ids], entering)
-        hi, lo = dd_add(hi, lo, -leaving)
+        leaving = np.concatenate([self._bar_history[rows, bar_slots], self._diff_history[rows, diff_slots]], axis=2)
+        change, change_error = two_sum(entering[:, None, :], -leaving)
+        hi, lo = dd_add_dd(self._sum_hi[ids], self._sum_lo[ids], change, change_error)
         self._sum_hi[ids] = hi
         self._sum_lo[ids] = lo
 
-        self._history[ids, bar_index % self._ring] = np.stack([close, volume, log_return, difference], axis=1)
+        slot = bar_index % self._ring
+        self._bar_history[ids, slot] = entering[:, :_BAR_LANES]
+        self._diff_history[ids, slot] = entering[:, _BAR_LANES:]
         self._count[ids] = bar_index + 1
         self._last_close[ids] = close
         self._last_log[ids] = log_close
@@ -280,35 +275,40 @@ class FeatureEngine:
     def current(self, symbol_ids: Sequence[int] | np.ndarray) -> FeatureBatch:
         """The latest feature vectors of the given symbols; NaN rows for symbols not ready yet."""
         ids = np.asarray(symbol_ids, dtype=np.int64)
-        values = np.full((ids.size, len(self.names)), np.nan)
         ready = self._count[ids] >= self._ring
-        ready_ids = ids[ready]
-        if ready_ids.size:
-            values[ready, : len(PER_WINDOW_FEATURES) * self._windows.size] = self._window_features(ready_ids)
-            values[ready, len(PER_WINDOW_FEATURES) * self._windows.size :] = self._imbalance[ready_ids]
+        if ready.all():
+            return FeatureBatch(symbol_ids=ids, values=self._vectors(ids), ready=ready)
+        values = np.full((ids.size, len(self.names)), np.nan)
+        if ready.any():
+            values[ready] = self._vectors(ids[ready])
         return FeatureBatch(symbol_ids=ids, values=values, ready=ready)
+
+    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+        window_features = self._window_features(ids)
+        if not self.config.book_levels:
+            return window_features
+        return np.concatenate([window_features, self._imbalance[ids]], axis=1)
 
     def _window_features(self, ids: np.ndarray) -> np.ndarray:
         hi, lo = self._sum_hi[ids], self._sum_lo[ids]
         bars, diffs = self._bar_counts, self._diff_counts
-        last_index = self._count[ids] - 1
-        rows = ids[:, None]
-        last = self._history[ids, last_index % self._ring]
-        close, volume = last[:, _CLOSE, None], last[:, _VOLUME, None]
-        first_close = self._history[rows, (last_index[:, None] - self._windows + 1) % self._ring, _CLOSE]
+        last_slot = (self._count[ids] - 1) % self._ring
+        close = self._last_close[ids, None]
+        volume = self._bar_history[ids, last_slot, _V, None]
+        first_close = self._bar_history[ids[:, None], (last_slot[:, None] - self._windows + 1) % self._ring, _P]
 
-        squares_hi, squares_lo = dd_add_dd(hi[:, _P2_HI], lo[:, _P2_HI], hi[:, _P2_LO], lo[:, _P2_LO])
-        price_std = np.sqrt(dd_population_variance(hi[:, _P], lo[:, _P], squares_hi, squares_lo, bars))
-        r2_hi, r2_lo = dd_add_dd(hi[:, _R2_HI], lo[:, _R2_HI], hi[:, _R2_LO], lo[:, _R2_LO])
-        return_std = np.sqrt(dd_population_variance(hi[:, _R], lo[:, _R], r2_hi, r2_lo, diffs))
+        squares_hi, squares_lo = dd_add_dd(hi[..., _P2_HI], lo[..., _P2_HI], hi[..., _P2_LO], lo[..., _P2_LO])
+        price_std = np.sqrt(dd_population_variance(hi[..., _P], lo[..., _P], squares_hi, squares_lo, bars))
+        r2_hi, r2_lo = dd_add_dd(hi[..., _R2_HI], lo[..., _R2_HI], hi[..., _R2_LO], lo[..., _R2_LO])
+        return_std = np.sqrt(dd_population_variance(hi[..., _R], lo[..., _R], r2_hi, r2_lo, diffs))
         sums = hi + lo
         with np.errstate(divide="ignore", invalid="ignore"):
-            vol_ratio = volume / (sums[:, _V] / bars)
-        rsi = 100.0 - 100.0 / (1.0 + sums[:, _GAIN] / (sums[:, _LOSS] + EPSILON))
-        bb_pos = (close - sums[:, _P] / bars) / (2.0 * price_std + EPSILON)
+            vol_ratio = volume / (sums[..., _V] / bars)
+        rsi = 100.0 - 100.0 / (1.0 + sums[..., _GAIN] / (sums[..., _LOSS] + EPSILON))
+        bb_pos = (close - sums[..., _P] / bars) / (2.0 * price_std + EPSILON)
         ret = (close - first_close) / first_close
-        # (n, features, windows) -> (n, windows, features) -> window-major rows as in feature_names.
-        return np.stack([ret, return_std, vol_ratio, rsi, bb_pos], axis=1).transpose(0, 2, 1).reshape(ids.size, -1)
+        # (n, windows, features) -> window-major rows as in feature_names.
+        return np.stack([ret, return_std, vol_ratio, rsi, bb_pos], axis=2).reshape(ids.size, -1)
 
 
 def _lanes(close: np.ndarray, volume: np.ndarray, log_return: np.ndarray, difference: np.ndarray) -> np.ndarray:
@@ -318,5 +318,5 @@ def _lanes(close: np.ndarray, volume: np.ndarray, log_return: np.ndarray, differ
     gain = np.maximum(difference, 0.0)
     loss = np.maximum(-difference, 0.0)
     return np.stack(
-        [close, close_sq_hi, close_sq_lo, volume, log_return, return_sq_hi, return_sq_lo, gain, loss], axis=1
+        [close, close_sq_hi, close_sq_lo, volume, log_return, return_sq_hi, return_sq_lo, gain, loss], axis=-1
     )

@@ -52,12 +52,6 @@ def two_square(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return square, ((high * high - square) + 2.0 * high * low) + low * low
 
 
-def dd_add(hi: np.ndarray, lo: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The double-double `hi + lo` plus the double `x`, renormalised."""
-    total, error = two_sum(hi, x)
-    return fast_two_sum(total, error + lo)
-
-
 def dd_add_dd(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sum of two double-doubles, renormalised."""
     total, error = two_sum(a_hi, b_hi)
