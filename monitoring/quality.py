@@ -110,7 +110,11 @@ class PendingPrediction:
 
 def _price(members: list[bytes]) -> float | None:
     """The close of a `"{ts}:{close}"` price-history member (first of a ZRANGEBYSCORE ... LIMIT 0 1)."""
-    return float(members[0].rsplit(b":", 1)[1]) if members else None
+    try:
+        return float(members[0].rsplit(b":", 1)[1]) if members else None
+    except (IndexError, ValueError):
+        log.warning("ignoring a price-history member that is not ts:close: %r", members[0])
+        return None
 
 
 class QualityMonitor:

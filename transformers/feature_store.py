@@ -92,7 +92,8 @@ class FeatureWriter:
                 },
             )
         newest: dict[str, float] = {}
-        for symbol, ts, close in batch.closes:
+        for symbol, event_ts, event_close in batch.closes:
+            ts, close = float(event_ts), float(event_close)  # plain floats: their repr is the member text
             pipe.zadd(prices_key(symbol), {f"{ts!r}:{close!r}": ts})
             newest[symbol] = max(ts, newest.get(symbol, ts))
         for symbol, ts in newest.items():
