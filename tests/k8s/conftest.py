@@ -30,6 +30,10 @@ Fixtures (all session-scoped except `namespace`):
   and prometheus-operator example/prometheus-operator-crd, from the Go module cache) applied and Established.
   `.names` (e.g. "inferenceservices.serving.kserve.io", "servicemonitors.monitoring.coreos.com"),
   `.versions` (module -> version). Request it whenever a test creates KServe or monitoring.coreos.com objects.
+- `kubeconform_crd_schemas` -> str: a kubeconform `-schema-location` template for the installed CRDs (schemas
+  read back from the API server into <group>/<kind>_<version>.json; about a second). Core kinds have no
+  offline kubeconform schema here (kubeconform's default location is on GitHub, unreachable in CI); pass
+  `-skip` for them and validate them with a server-side apply or `kubectl apply --dry-run=server`.
 - `namespace` (function scope) -> str: a fresh namespace named after the test, deleted afterwards. Objects from
   one test never collide with another's; as there is no namespace controller, deletion only marks it Terminating.
 
@@ -50,7 +54,16 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from kube import ControlPlane, InstalledCrds, Tools, find_tools, install_crds, pinned_crd_files, run
+from kube import (
+    ControlPlane,
+    InstalledCrds,
+    Tools,
+    find_tools,
+    install_crds,
+    pinned_crd_files,
+    run,
+    write_kubeconform_schemas,
+)
 
 K8S_DIR = Path(__file__).parent
 
@@ -116,6 +129,13 @@ def control_plane(k8s_tools: Tools, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def crds(control_plane: ControlPlane) -> InstalledCrds:
     return install_crds(control_plane, pinned_crd_files())
+
+
+@pytest.fixture(scope="session")
+def kubeconform_crd_schemas(
+    control_plane: ControlPlane, crds: InstalledCrds, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    return write_kubeconform_schemas(control_plane, crds.names, tmp_path_factory.mktemp("kubeconform-schemas"))
 
 
 @pytest.fixture

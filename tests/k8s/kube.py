@@ -486,6 +486,24 @@ def wait_established(control_plane: ControlPlane, names: list[str], timeout: flo
             time.sleep(0.1)
 
 
+def write_kubeconform_schemas(control_plane: ControlPlane, crd_names: list[str], dest: Path) -> str:
+    """Write the installed CRDs' schemas as kubeconform JSON schemas (<group>/<kind>_<version>.json) and return the
+    matching `-schema-location` template. Read back from the API server (JSON, milliseconds) rather than parsed
+    from the multi-megabyte YAML files, so kubeconform checks exactly the schemas the cluster enforces."""
+    wanted = set(crd_names)
+    stored = json.loads(control_plane.kubectl("get", "customresourcedefinitions", "-o", "json").stdout)["items"]
+    for crd in stored:
+        if crd["metadata"]["name"] not in wanted:
+            continue
+        group_dir = dest / crd["spec"]["group"]
+        group_dir.mkdir(parents=True, exist_ok=True)
+        kind = crd["spec"]["names"]["kind"].lower()
+        for version in crd["spec"]["versions"]:
+            schema = version["schema"]["openAPIV3Schema"]
+            (group_dir / f"{kind}_{version['name']}.json").write_text(json.dumps(schema))
+    return f"{dest}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json"
+
+
 # --- helpers for tests -----------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ and the CRDs are the pinned upstream ones. If these fail, every other tests/k8s 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import kubernetes
 import pytest
@@ -135,3 +136,17 @@ def test_canary_percent_range_is_not_in_the_crd_schema(
     server_side_apply(control_plane, inference_service("over", "canaryTrafficPercent: 150"), namespace=namespace)
     stored = read_back(control_plane, "inferenceservice", "over", namespace)
     assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 150
+
+
+@pytest.mark.parametrize(
+    ("predictor_extra", "valid"), [("canaryTrafficPercent: 10", True), ("canaryTrafficPercent: ten", False)]
+)
+def test_kubeconform_checks_custom_resources_offline(
+    k8s_tools: Tools, kubeconform_crd_schemas: str, tmp_path: Path, predictor_extra: str, valid: bool
+) -> None:
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text(inference_service("signal", predictor_extra))
+    result = run([k8s_tools.kubeconform, "-strict", "-schema-location", kubeconform_crd_schemas, manifest], check=False)
+    assert (result.returncode == 0) is valid, result.stdout
+    if not valid:
+        assert "canaryTrafficPercent" in result.stdout
