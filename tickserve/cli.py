@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("tickserve.transformers.ingest_cli", "market data (replay, websocket, synthetic) -> Redis hot features"),
     "transformer": ("tickserve.transformers.__main__", "serve the KServe feature transformer (symbols in, signal out)"),
     "monitor": ("tickserve.monitoring.quality_cli", "score predictions against realised returns, export accuracy"),
+    "demo": ("tickserve.demo", "the whole data path on one machine: train, register, serve, stream, watch"),
 }
 
 

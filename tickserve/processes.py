@@ -63,13 +63,21 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process in stop()
-        self._log = log
+        """Launch and wait until ready."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the child without waiting, so that several servers can boot in parallel."""
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process in stop()
         self.process = subprocess.Popen(
-            self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command, cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
+        self._deadline = time.monotonic() + self.timeout
+
+    def wait_ready(self) -> ServerProcess:
+        assert self.process is not None, "launch() first"
+        while time.monotonic() < self._deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             if self._ready():

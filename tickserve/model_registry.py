@@ -1,0 +1,86 @@
+"""An embedded MLflow registry (sqlite and local artifacts) for running tickserve on one machine.
+
+Models are logged with a column signature in feature order, registered under a name, and promoted by the
+`production` alias (MLflow 3's replacement for stages; the deprecated `Production` stage is set as well for
+tools that still read stages). Serving downloads `models:/<name>@production`, the same MLmodel directory
+KServe's storage initializer places at /mnt/models in a cluster.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PRODUCTION_ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+
+
+class LocalRegistry:
+    """MLflow tracking and registry in `root` (mlflow.db and artifacts/), created on first use."""
+
+    def __init__(self, root: Path, experiment: str = "tickserve") -> None:
+        import mlflow
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = f"sqlite:///{root.resolve() / 'mlflow.db'}"
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        existing = mlflow.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            existing.experiment_id
+            if existing
+            else mlflow.create_experiment(experiment, artifact_location=(root.resolve() / "artifacts").as_uri())
+        )
+        self._mlflow = mlflow
+        self._client = mlflow.MlflowClient(self.tracking_uri, self.tracking_uri)
+
+    def log_lightgbm(
+        self, name: str, booster: object, example: pd.DataFrame, metrics: dict[str, float]
+    ) -> RegisteredModel:
+        mlflow = self._mlflow
+        signature = mlflow.models.infer_signature(example, np.zeros((len(example), 2), np.float32))
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=name):
+            mlflow.log_metrics(metrics)
+            info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, registered_model_name=name)
+        return RegisteredModel(name, str(info.registered_model_version))
+
+    def log_onnx(self, name: str, onnx_path: Path, example: pd.DataFrame, metrics: dict[str, float]) -> RegisteredModel:
+        import onnx
+
+        mlflow = self._mlflow
+        example = example.astype(np.float32)  # the ONNX graph takes FP32 features
+        signature = mlflow.models.infer_signature(example, np.zeros((len(example), 2), np.float32))
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=name):
+            mlflow.log_metrics(metrics)
+            info = mlflow.onnx.log_model(
+                onnx.load(str(onnx_path)), name="model", signature=signature, registered_model_name=name
+            )
+        return RegisteredModel(name, str(info.registered_model_version))
+
+    def promote(self, model: RegisteredModel) -> None:
+        """Point the production alias at `model` (and set the legacy stage)."""
+        self._client.set_registered_model_alias(model.name, PRODUCTION_ALIAS, model.version)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            self._client.transition_model_version_stage(model.name, model.version, "Production")
+
+    def production(self, name: str) -> RegisteredModel:
+        version = self._client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
+        return RegisteredModel(name, str(version.version))
+
+    def download_production(self, name: str, destination: Path) -> Path:
+        """The production version's MLmodel directory, copied to `destination` (what /mnt/models holds)."""
+        destination.mkdir(parents=True, exist_ok=True)
+        path = self._mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}@{PRODUCTION_ALIAS}", dst_path=str(destination), tracking_uri=self.tracking_uri
+        )
+        return Path(path)
