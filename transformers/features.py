@@ -50,10 +50,13 @@ PER_WINDOW_FEATURES: tuple[str, ...] = ("return", "return_std", "vol_ratio", "rs
 FORMULA_VERSION = "v1"
 EPSILON = 1e-8
 
-# Running-sum lanes: four over the last w bars, then five over the last w-1 differences. The ring buffers
-# keep each bar's contribution to them (bar lanes and difference lanes apart: they leave windows one bar apart).
-_P, _P2_HI, _P2_LO, _V, _R, _R2_HI, _R2_LO, _GAIN, _LOSS = range(9)
-_BAR_LANES, _LANES = 4, 9
+# Running-sum lanes: four over the last w bars, then five over the last w-1 differences (a bar's difference
+# lanes leave a window one bar after its bar lanes, so the ring row of bar i holds bar i's bar lanes and bar
+# i+1's difference lanes: one gather then fetches everything leaving a window).
+# The two counts of non-zero volumes and returns tell exactly when a window's sum is 0 (all-zero volumes give
+# NaN, a flat window a return_std of exactly 0), where the compensated sum may keep a residue of ~1e-32.
+_P, _P2_HI, _P2_LO, _V, _V_NONZERO, _R, _R2_HI, _R2_LO, _R_NONZERO, _GAIN, _LOSS = range(11)
+_BAR_LANES, _LANES = 5, 11
 
 
 def feature_names(windows: Sequence[int] = DEFAULT_WINDOWS, book_levels: Sequence[int] = ()) -> list[str]:
@@ -170,8 +173,8 @@ class FeatureEngine:
         """Grow every per-symbol array to `capacity` rows, keeping the existing state."""
         windows, levels = len(self.config.windows), len(self.config.book_levels)
         shapes: dict[str, tuple[tuple[int, ...], float]] = {
-            "_bar_history": ((self._ring, _BAR_LANES), 0.0),
-            "_diff_history": ((self._ring, _LANES - _BAR_LANES), 0.0),
+            "_history": ((self._ring, _LANES), 0.0),
+            "_stamp": ((), 0),
             "_sum_hi": ((windows, _LANES), 0.0),
             "_sum_lo": ((windows, _LANES), 0.0),
             "_count": ((), 0),
@@ -180,7 +183,7 @@ class FeatureEngine:
             "_imbalance": ((levels,), np.nan),
         }
         for name, (shape, fill) in shapes.items():
-            dtype = np.int64 if name == "_count" else np.float64
+            dtype = np.int64 if name in ("_count", "_stamp") else np.float64
             grown = np.full((capacity, *shape), fill, dtype=dtype)
             if self._capacity:
                 grown[: self._capacity] = getattr(self, name)
@@ -239,9 +242,12 @@ class FeatureEngine:
             raise ValueError(
                 f"symbol {self.symbols[ids[first]]!r}: volume must be a finite number >= 0, got {volume[first]}"
             )
-        if ids.size > 1 and np.unique(ids).size != ids.size:
-            values, counts = np.unique(ids, return_counts=True)
-            raise ValueError(f"symbol {self.symbols[values[counts > 1][0]]!r} has more than one bar in one update")
+        # With a repeated id the later write wins, so the earlier position reads back another stamp.
+        positions = np.arange(ids.size)
+        self._stamp[ids] = positions
+        repeated = self._stamp[ids] != positions
+        if repeated.any():
+            raise ValueError(f"symbol {self.symbols[ids[np.argmax(repeated)]]!r} has more than one bar in one update")
 
     def _advance(self, ids: np.ndarray, close: np.ndarray, volume: np.ndarray) -> None:
         """Push one bar per symbol through the ring buffers and the running sums."""
@@ -252,20 +258,17 @@ class FeatureEngine:
         difference = np.where(first_bar, 0.0, close - self._last_close[ids])
         entering = _lanes(close, volume, log_return, difference)
 
-        # The bar leaving a window of w bars is bar_index - w; the difference leaving w-1 differences is
-        # bar_index - (w-1). Slots not written yet still hold zeros, so young symbols subtract nothing.
-        rows = ids[:, None]
-        bar_slots = (bar_index[:, None] - self._windows) % self._ring
-        diff_slots = (bar_slots + 1) % self._ring
-        leaving = np.concatenate([self._bar_history[rows, bar_slots], self._diff_history[rows, diff_slots]], axis=2)
+        # Leaving a window of w bars: bar bar_index - w and the difference of bar bar_index - (w-1), both in
+        # ring row bar_index - w. Rows not written yet still hold zeros, so young symbols subtract nothing.
+        leaving = self._history[ids[:, None], (bar_index[:, None] - self._windows) % self._ring]
         change, change_error = two_sum(entering[:, None, :], -leaving)
         hi, lo = dd_add_dd(self._sum_hi[ids], self._sum_lo[ids], change, change_error)
         self._sum_hi[ids] = hi
         self._sum_lo[ids] = lo
 
         slot = bar_index % self._ring
-        self._bar_history[ids, slot] = entering[:, :_BAR_LANES]
-        self._diff_history[ids, slot] = entering[:, _BAR_LANES:]
+        self._history[ids, slot, :_BAR_LANES] = entering[:, :_BAR_LANES]
+        self._history[ids, (slot - 1) % self._ring, _BAR_LANES:] = entering[:, _BAR_LANES:]
         self._count[ids] = bar_index + 1
         self._last_close[ids] = close
         self._last_log[ids] = log_close
@@ -294,16 +297,17 @@ class FeatureEngine:
         bars, diffs = self._bar_counts, self._diff_counts
         last_slot = (self._count[ids] - 1) % self._ring
         close = self._last_close[ids, None]
-        volume = self._bar_history[ids, last_slot, _V, None]
-        first_close = self._bar_history[ids[:, None], (last_slot[:, None] - self._windows + 1) % self._ring, _P]
+        volume = self._history[ids, last_slot, _V, None]
+        first_close = self._history[ids[:, None], (last_slot[:, None] - self._windows + 1) % self._ring, _P]
 
         squares_hi, squares_lo = dd_add_dd(hi[..., _P2_HI], lo[..., _P2_HI], hi[..., _P2_LO], lo[..., _P2_LO])
         price_std = np.sqrt(dd_population_variance(hi[..., _P], lo[..., _P], squares_hi, squares_lo, bars))
         r2_hi, r2_lo = dd_add_dd(hi[..., _R2_HI], lo[..., _R2_HI], hi[..., _R2_LO], lo[..., _R2_LO])
-        return_std = np.sqrt(dd_population_variance(hi[..., _R], lo[..., _R], r2_hi, r2_lo, diffs))
+        return_variance = dd_population_variance(hi[..., _R], lo[..., _R], r2_hi, r2_lo, diffs)
         sums = hi + lo
+        return_std = np.where(sums[..., _R_NONZERO] > 0, np.sqrt(return_variance), 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            vol_ratio = volume / (sums[..., _V] / bars)
+            vol_ratio = np.where(sums[..., _V_NONZERO] > 0, volume / (sums[..., _V] / bars), np.nan)
         rsi = 100.0 - 100.0 / (1.0 + sums[..., _GAIN] / (sums[..., _LOSS] + EPSILON))
         bb_pos = (close - sums[..., _P] / bars) / (2.0 * price_std + EPSILON)
         ret = (close - first_close) / first_close
@@ -318,5 +322,18 @@ def _lanes(close: np.ndarray, volume: np.ndarray, log_return: np.ndarray, differ
     gain = np.maximum(difference, 0.0)
     loss = np.maximum(-difference, 0.0)
     return np.stack(
-        [close, close_sq_hi, close_sq_lo, volume, log_return, return_sq_hi, return_sq_lo, gain, loss], axis=-1
+        [
+            close,
+            close_sq_hi,
+            close_sq_lo,
+            volume,
+            (volume != 0).astype(np.float64),
+            log_return,
+            return_sq_hi,
+            return_sq_lo,
+            (log_return != 0).astype(np.float64),
+            gain,
+            loss,
+        ],
+        axis=-1,
     )
