@@ -8,13 +8,16 @@ considered up only when their v2 model-ready endpoint answers 200.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tickserve.processes import ServerProcess, free_port
+from tickserve.processes import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = REPO / ".bench" / "mlserver-venv"
@@ -25,12 +28,21 @@ MLSERVER_PACKAGES = [f"mlserver=={MLSERVER_VERSION}", f"mlserver-lightgbm=={MLSE
 # One compute thread per server process: parallelism comes from worker processes, equally for both servers,
 # and 2 cores leave no room for thread pools inside each worker on top of that.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-START_TIMEOUT_S = 180.0
+START_TIMEOUT_S = 120.0
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports, all held open while picking so that none is handed out twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 @dataclass
 class Endpoint:
-    """A started server: its process and the v2 REST URL of the model's infer route."""
+    """A server to start: its process, the v2 REST URL of the model's infer route and how it was configured."""
 
     process: ServerProcess
     infer_url: str
@@ -53,16 +65,25 @@ def ensure_mlserver_venv(venv: Path = MLSERVER_VENV) -> Path:
     return venv / "bin" / "mlserver"
 
 
-def mlserver_lightgbm(model_file: Path, workdir: Path, *, name: str, workers: int, n_features: int) -> Endpoint:
-    """MLServer with its LightGBM runtime, configured as its docs recommend for CPU-bound models.
+def mlserver_lightgbm(
+    model_file: Path,
+    workdir: Path,
+    *,
+    name: str,
+    workers: int,
+    n_features: int,
+    adaptive_batching: tuple[int, float] | None = None,
+) -> Endpoint:
+    """MLServer with its LightGBM runtime, in one of the configurations its docs recommend.
 
-    settings.json: `parallel_workers` = the CPU budget (MLServer's parallel-inference guide: size the
-    inference pool to the cores), `debug` off. model-settings.json: the LightGBM runtime, the model file,
-    and the input declared as one FP32 [-1, F] tensor with the NumPy content type, so a single packed 2-D
-    tensor decodes straight to the array `Booster.predict` takes (the same body tickserve gets).
+    settings.json: `parallel_workers` (the parallel-inference guide sizes the pool to the cores; 0 runs
+    inference inside the HTTP process), `debug` off. model-settings.json: the LightGBM runtime, the model
+    file, and the input declared as one FP32 [-1, F] tensor with the NumPy content type, so a single packed
+    2-D tensor decodes straight to the array `Booster.predict` takes (the same body tickserve gets).
+    `adaptive_batching` = (max_batch_size, max_batch_time in seconds) turns on MLServer's adaptive batching.
     """
     executable = ensure_mlserver_venv()
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = free_ports(3)
     settings = {
         "debug": False,
         "host": "127.0.0.1",
@@ -79,13 +100,16 @@ def mlserver_lightgbm(model_file: Path, workdir: Path, *, name: str, workers: in
             {"name": "features", "datatype": "FP32", "shape": [-1, n_features], "parameters": {"content_type": "np"}}
         ],
     }
-    repository = workdir / "mlserver-repository"
+    if adaptive_batching is not None:
+        model_settings["max_batch_size"], model_settings["max_batch_time"] = adaptive_batching
+    workdir = Path(tempfile.mkdtemp(prefix="mlserver-", dir=workdir))
+    repository = workdir / "repository"
     (repository / name).mkdir(parents=True, exist_ok=True)
     (repository / "settings.json").write_text(json.dumps(settings, indent=2))
     (repository / name / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
     base = f"http://127.0.0.1:{http_port}/v2/models/{name}"
     process = ServerProcess(
-        f"mlserver-w{workers}",
+        f"mlserver-w{workers}{'-batching' if adaptive_batching else ''}",
         [str(executable), "start", str(repository)],
         ready_url=f"{base}/ready",
         cwd=workdir,
@@ -96,10 +120,19 @@ def mlserver_lightgbm(model_file: Path, workdir: Path, *, name: str, workers: in
 
 
 def tickserve_predictor(
-    model_dir: Path, workdir: Path, *, name: str, workers: int, max_batch_size: int, max_latency_ms: float
+    model_dir: Path,
+    workdir: Path,
+    *,
+    name: str,
+    workers: int,
+    max_batch_size: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> Endpoint:
-    """tickserve's predictor server (`python -m tickserve.predictors`) on one model directory."""
-    http_port, grpc_port = free_port(), free_port()
+    """tickserve's predictor server (`python -m tickserve.predictors`) on one model directory.
+
+    Micro-batching settings left at None keep the server's own defaults (its documented configuration).
+    """
+    http_port, grpc_port = free_ports(2)
     command = [
         sys.executable,
         "-m",
@@ -115,14 +148,14 @@ def tickserve_predictor(
         "--workers",
         str(workers),
     ]
-    env = {
-        **SINGLE_THREAD_ENV,
-        "TICKSERVE_MAX_BATCH_SIZE": str(max_batch_size),
-        "TICKSERVE_MAX_LATENCY_MS": f"{max_latency_ms:g}",
-        "TICKSERVE_THREADS": "1",
-    }
+    env = {**SINGLE_THREAD_ENV, "TICKSERVE_THREADS": "1"}
+    if max_batch_size is not None:
+        env["TICKSERVE_MAX_BATCH_SIZE"] = str(max_batch_size)
+    if max_latency_ms is not None:
+        env["TICKSERVE_MAX_LATENCY_MS"] = f"{max_latency_ms:g}"
     base = f"http://127.0.0.1:{http_port}/v2/models/{name}"
-    tag = f"tickserve-{name}-b{max_batch_size}-l{max_latency_ms:g}"
+    workdir = Path(tempfile.mkdtemp(prefix="tickserve-", dir=workdir))
+    tag = f"tickserve-{name}-batch{max_batch_size}-wait{max_latency_ms}"
     process = ServerProcess(tag, command, ready_url=f"{base}/ready", cwd=workdir, env=env, timeout=START_TIMEOUT_S)
     config = {"command": " ".join(command[1:]), "env": env}
     return Endpoint(process, f"{base}/infer", config)

@@ -1,0 +1,411 @@
+"""Predictor servers side by side: tickserve vs MLServer on one LightGBM model, and tickserve's micro-batching.
+
+Method (the same for every peer, in one run, on one machine):
+- Same model files: one LightGBM booster (40 named features) that tickserve loads from its MLflow layout and
+  MLServer from a byte-identical copy; a ~14M-weight MLP over a [60, 110] window exported as ONNX and
+  TorchScript. Every server's first answer is compared with the in-process prediction before load starts.
+- Same request bodies: v2 JSON REST, one packed FP32 tensor (`features` [N, 40] or `window` [1, 60, 110]).
+- Same load generator: wrk in a second process, closed loop, loopback only (benchmarks/loadgen.py).
+- Same CPU budget: WORKERS worker processes per server, one compute thread each.
+- Peers compared in one case run at the same time and are measured in turns, REPEATS times, after a
+  warm-up; rows quote the median of the repeats, so load from other processes on a shared machine hits all
+  peers alike. Errors (non-2xx, socket errors, timeouts) are summed into the row, never dropped.
+- The in-process floor is the model call alone (`Booster.predict`, an ONNX Runtime / TorchScript call).
+
+TICKSERVE_BENCH_SECONDS sets the length of one measured repeat (default 4 s; the whole run takes ~7 min).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import predictors_models as models
+import predictors_servers as servers
+import report
+from loadgen import LoadResult, run_wrk
+
+BENCH = "predictors"
+MODELS_DIR = servers.REPO / ".bench" / "models"
+WORKERS = 2
+REPEATS = 3
+SECONDS = float(os.environ.get("TICKSERVE_BENCH_SECONDS", "4"))
+WARMUP_SECONDS = 2.0
+CONCURRENCIES = (1, 16)
+LIGHTGBM_ROWS = (1, 32)
+BATCH_ROWS = 64
+BATCH_WAIT_MS = 2.0
+P99_BOUND_MS = 10.0
+TARGET_VS_MLSERVER = 3.0
+TARGET_BATCHING = 5.0
+TICKSERVE = "tickserve"
+FLOOR = "in-process floor"
+BATCHING_OFF = "tickserve, batching off"
+BATCHING_ON = f"tickserve, batching {BATCH_ROWS} rows / {BATCH_WAIT_MS:g} ms"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    rows: int
+    concurrency: int
+    body: bytes
+
+
+@dataclass
+class Run:
+    """Everything one benchmark run accumulates: rows for the table, notes for the JSON."""
+
+    rows: list[dict]
+    notes: dict
+
+
+def v2_body(input_name: str, array: np.ndarray) -> bytes:
+    """A v2 JSON inference request with one FP32 tensor; values have 6 decimals, as a feature store sends."""
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": input_name, "shape": list(array.shape), "datatype": "FP32", "data": array.ravel().tolist()}
+            ]
+        }
+    ).encode()
+
+
+def rounded(array: np.ndarray) -> np.ndarray:
+    """Float64 values with 6 decimals (short JSON), whose float32 cast is what the servers compute on."""
+    return np.round(array.astype(np.float64), 6)
+
+
+def timed_calls(call: Callable[[], object], seconds: float) -> list[float]:
+    """Per-call latencies (ms) of `call` repeated for `seconds` after a short warm-up."""
+    for _ in range(5):
+        call()
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - start) * 1e3)
+    return latencies
+
+
+def floor_row(case: str, rows: int, latencies: list[float]) -> dict:
+    per_call_s = statistics.fmean(latencies) / 1e3
+    return {
+        "bench": BENCH,
+        "case": case,
+        "system": FLOOR,
+        "rows_per_request": rows,
+        "concurrency": 1,
+        "requests_per_s": 1 / per_call_s,
+        "predictions_per_s": rows / per_call_s,
+        "p50_ms": report.percentile(latencies, 50),
+        "p99_ms": report.percentile(latencies, 99),
+        "errors": 0,
+    }
+
+
+def measured_row(case: Case, system: str, results: list[LoadResult]) -> dict:
+    """Median over the repeats; requests_per_s counts successful (2xx) answers only."""
+    per_s = report.median([result.successful_per_s for result in results])
+    return {
+        "bench": BENCH,
+        "case": case.name,
+        "system": system,
+        "rows_per_request": case.rows,
+        "concurrency": case.concurrency,
+        "requests_per_s": per_s,
+        "predictions_per_s": per_s * case.rows,
+        "p50_ms": report.median([result.p50_ms for result in results]),
+        "p99_ms": report.median([result.p99_ms for result in results]),
+        "errors": sum(result.errors for result in results),
+    }
+
+
+def failed_row(case: Case, system: str, reason: str) -> dict:
+    return {
+        "bench": BENCH,
+        "case": case.name,
+        "system": system,
+        "rows_per_request": case.rows,
+        "concurrency": case.concurrency,
+        "errors": reason,
+    }
+
+
+def first_answer(url: str, body: bytes) -> np.ndarray:
+    """POST once and return the first output as a flat array; anything but a 200 v2 answer raises."""
+    response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30.0)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
+    return np.asarray(response.json()["outputs"][0]["data"], dtype=np.float64)
+
+
+def deviation_from(expected: np.ndarray, answer: np.ndarray) -> float | None:
+    """Largest difference between a server's answer and the in-process prediction, None if shapes disagree.
+
+    A binary booster predicts P(class 1) per row; a server may answer that alone or both class
+    probabilities per row, so with 1-D `expected` the answer's last column is compared.
+    """
+    rows = expected.shape[0]
+    if answer.size % rows:
+        return None
+    per_row = answer.reshape(rows, -1)
+    if expected.ndim == 1:
+        per_row = per_row[:, -1]
+    if per_row.shape != expected.shape:
+        return None
+    return float(np.max(np.abs(per_row - expected)))
+
+
+def start_peer(make: Callable[[], servers.Endpoint]) -> servers.Endpoint:
+    """Start a server; a failed start is retried once on fresh ports (another process on a shared machine may
+    have taken one), a second failure raises with the server's log tail."""
+    endpoint = make()
+    try:
+        endpoint.process.start()
+    except (RuntimeError, TimeoutError) as error:
+        print(f"  {endpoint.process.name} did not start, retrying once: {str(error)[-500:]}", flush=True)
+        endpoint.process.stop()
+        endpoint = make()
+        endpoint.process.start()
+    return endpoint
+
+
+@contextlib.contextmanager
+def started(
+    peers: dict[str, Callable[[], servers.Endpoint]], cases: list[Case], expected: np.ndarray, run: Run
+) -> Iterator[dict[str, servers.Endpoint]]:
+    """Start every peer and keep those that answer the last case's body like the in-process model.
+
+    A peer that cannot start or answer gets a row per case saying so (and its log tail in the notes); a wrong
+    answer is recorded in the notes' failures, and the peer is still measured.
+    """
+    check = cases[-1]
+    with contextlib.ExitStack() as stack:
+        ready: dict[str, servers.Endpoint] = {}
+        for system, make in peers.items():
+            label = f"{check.name} / {system}"
+            try:
+                endpoint = start_peer(make)
+                stack.callback(endpoint.process.stop)
+                run.notes["configs"][label] = endpoint.config
+                answer = first_answer(endpoint.infer_url, check.body)
+            except (RuntimeError, TimeoutError, httpx.HTTPError, KeyError, ValueError) as error:
+                run.notes["failures"].append(f"{label}: {error}")
+                print(f"  {system}: FAILED: {str(error)[-3000:]}", flush=True)
+                run.rows.extend(failed_row(case, system, "did not start or answer") for case in cases)
+                continue
+            deviation = deviation_from(expected, answer)
+            run.notes["agreement_max_abs_diff"][label] = deviation
+            if deviation is None or deviation > 1e-4:
+                run.notes["failures"].append(f"{label}: answer {answer[:4]} differs from in-process {expected[:2]}")
+            ready[system] = endpoint
+        yield ready
+
+
+def compare(peers: dict[str, servers.Endpoint], cases: list[Case], run: Run) -> None:
+    """Measure every case on every started peer: warm-up, then REPEATS turns across peers, median per row."""
+    for case in cases:
+        results: dict[str, list[LoadResult]] = {system: [] for system in peers}
+        for endpoint in peers.values():
+            run_wrk(endpoint.infer_url, case.body, concurrency=case.concurrency, duration_s=WARMUP_SECONDS)
+        for _ in range(REPEATS):
+            for system, endpoint in peers.items():
+                results[system].append(
+                    run_wrk(endpoint.infer_url, case.body, concurrency=case.concurrency, duration_s=SECONDS)
+                )
+        for system, measured in results.items():
+            row = measured_row(case, system, measured)
+            run.rows.append(row)
+            print(
+                f"  {case.name:<24} {system:<44} {case.rows:>3} rows c{case.concurrency:<3}"
+                f" {row['requests_per_s']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms"
+                f"  errors {row['errors']}",
+                flush=True,
+            )
+
+
+def lightgbm_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> None:
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=str(bench_models.lightgbm_text))
+    name = "lightgbm"
+    inputs = {rows: rounded(models.synthetic_features(rows, seed=100 + rows)) for rows in LIGHTGBM_ROWS}
+    for rows, array in inputs.items():
+        features = array.astype(np.float32)
+        latencies = timed_calls(lambda features=features: booster.predict(features, num_threads=1), SECONDS)
+        run.rows.append(floor_row(name, rows, latencies))
+    cases = [
+        Case(name, rows, concurrency, v2_body("features", inputs[rows]))
+        for rows in LIGHTGBM_ROWS
+        for concurrency in CONCURRENCIES
+    ]
+    mlserver_variants = {
+        f"mlserver, parallel_workers={WORKERS}": {"workers": WORKERS},
+        "mlserver, parallel_workers=0": {"workers": 0},
+        f"mlserver, parallel_workers={WORKERS}, adaptive batching": {
+            "workers": WORKERS,
+            "adaptive_batching": (BATCH_ROWS, BATCH_WAIT_MS / 1e3),
+        },
+    }
+    peers = {
+        TICKSERVE: functools.partial(
+            servers.tickserve_predictor,
+            bench_models.lightgbm_mlflow,
+            workdir,
+            name=name,
+            workers=WORKERS,
+        ),
+        **{
+            system: functools.partial(
+                servers.mlserver_lightgbm,
+                bench_models.lightgbm_text,
+                workdir,
+                name=name,
+                n_features=models.N_FEATURES,
+                **options,
+            )
+            for system, options in mlserver_variants.items()
+        },
+    }
+    expected = booster.predict(inputs[cases[-1].rows].astype(np.float32), num_threads=1)
+    with started(peers, cases, expected, run) as ready:
+        compare(ready, cases, run)
+
+
+def window_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> None:
+    import onnxruntime
+    import torch
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(bench_models.onnx / "model.onnx"), options)
+    torch.set_num_threads(1)
+    scripted = torch.jit.load(str(bench_models.torchscript / "data" / "model.pth"))
+    floors = {
+        "onnx": lambda window: session.run(None, {models.WINDOW_INPUT: window}),
+        "torchscript": lambda window: scripted(torch.from_numpy(window)),
+    }
+    window = rounded(models.synthetic_windows(1, seed=200))
+    expected = session.run(None, {models.WINDOW_INPUT: window.astype(np.float32)})[0]
+    for fmt, model_dir in (("onnx", bench_models.onnx), ("torchscript", bench_models.torchscript)):
+        name = f"window-mlp {fmt}"
+        floor_per_row = {}
+        with torch.inference_mode():
+            for rows in (1, BATCH_ROWS):
+                batch = models.synthetic_windows(rows, seed=300 + rows)
+                row = floor_row(name, rows, timed_calls(lambda batch=batch, fmt=fmt: floors[fmt](batch), SECONDS))
+                run.rows.append(row)
+                floor_per_row[rows] = row["predictions_per_s"]
+        run.notes["batching_ceiling_in_process"][name] = floor_per_row[BATCH_ROWS] / floor_per_row[1]
+        cases = [Case(name, 1, concurrency, v2_body(models.WINDOW_INPUT, window)) for concurrency in CONCURRENCIES]
+        peers = {
+            system: functools.partial(
+                servers.tickserve_predictor,
+                model_dir,
+                workdir,
+                name="window",
+                workers=WORKERS,
+                max_batch_size=BATCH_ROWS,
+                max_latency_ms=latency_ms,
+            )
+            for system, latency_ms in ((BATCHING_OFF, 0.0), (BATCHING_ON, BATCH_WAIT_MS))
+        }
+        with started(peers, cases, expected, run) as ready:
+            compare(ready, cases, run)
+
+
+def find(rows: list[dict], case: str, system: str, concurrency: int, rows_per_request: int = 1) -> dict | None:
+    for row in rows:
+        if (row["case"], row["system"], row["concurrency"], row["rows_per_request"]) == (
+            case,
+            system,
+            concurrency,
+            rows_per_request,
+        ) and isinstance(row.get("requests_per_s"), float):
+            return row
+    return None
+
+
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """The ratios the targets name, each with the rows it came from and whether the target was met."""
+    summaries = []
+    ours = find(rows, "lightgbm", TICKSERVE, 16)
+    theirs = [row for row in rows if row["case"] == "lightgbm" and row["system"].startswith("mlserver")]
+    best = max(
+        (row for row in theirs if row["concurrency"] == 16 and row["rows_per_request"] == 1 and "p99_ms" in row),
+        key=lambda row: row["requests_per_s"],
+        default=None,
+    )
+    if ours and best:
+        ratio = ours["requests_per_s"] / best["requests_per_s"]
+        summaries.append(
+            {
+                "bench": BENCH,
+                "case": "target: lightgbm 1 row c16 REST, tickserve / best mlserver",
+                "system": f"vs {best['system']}",
+                "ratio": ratio,
+                "target": f">= {TARGET_VS_MLSERVER:g}x and tickserve p99 < {P99_BOUND_MS:g} ms",
+                "met": ratio >= TARGET_VS_MLSERVER and ours["p99_ms"] < P99_BOUND_MS and ours["errors"] == 0,
+            }
+        )
+    for fmt in ("onnx", "torchscript"):
+        case = f"window-mlp {fmt}"
+        off, on = find(rows, case, BATCHING_OFF, 16), find(rows, case, BATCHING_ON, 16)
+        if off and on:
+            ratio = on["requests_per_s"] / off["requests_per_s"]
+            summaries.append(
+                {
+                    "bench": BENCH,
+                    "case": f"target: {case} c16, batching on / off",
+                    "system": TICKSERVE,
+                    "ratio": ratio,
+                    "target": f">= {TARGET_BATCHING:g}x and batched p99 < {P99_BOUND_MS:g} ms",
+                    "met": ratio >= TARGET_BATCHING and on["p99_ms"] < P99_BOUND_MS and on["errors"] == 0,
+                }
+            )
+    return summaries
+
+
+def run(out_dir: Path) -> list[dict]:
+    bench_models = models.build_all(MODELS_DIR)
+    servers.ensure_mlserver_venv()
+    measured = Run(
+        rows=[],
+        notes={
+            "method": __doc__,
+            "workers_per_server": WORKERS,
+            "threads_per_worker": 1,
+            "repeats": REPEATS,
+            "seconds_per_repeat": SECONDS,
+            "warmup_seconds": WARMUP_SECONDS,
+            "load_generator": "wrk 1 thread, closed loop, keep-alive, 127.0.0.1 (benchmarks/loadgen.lua)",
+            "requests_per_s": "successful (2xx) requests per second, median of the repeats",
+            "p99_target_reading": "a ratio target is met only if the faster side also keeps p99 under the bound",
+            "mlserver": f"{' '.join(servers.MLSERVER_PACKAGES)} in {servers.MLSERVER_VENV}",
+            "configs": {},
+            "agreement_max_abs_diff": {},
+            "batching_ceiling_in_process": {},
+            "failures": [],
+            "load_average_start": os.getloadavg(),
+        },
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-predictors-") as scratch:
+        lightgbm_bench(bench_models, Path(scratch), measured)
+        window_bench(bench_models, Path(scratch), measured)
+    measured.notes["load_average_end"] = os.getloadavg()
+    measured.rows.extend(summary_rows(measured.rows))
+    path = report.write(out_dir, BENCH, measured.rows, measured.notes)
+    print(f"  wrote {path}", flush=True)
+    return measured.rows
