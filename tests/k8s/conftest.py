@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -128,6 +129,8 @@ def control_plane(k8s_tools: Tools, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="session")
 def crds(control_plane: ControlPlane) -> InstalledCrds:
+    go_found = shutil.which("go") is not None or Path("/usr/local/go/bin/go").exists()
+    require(go_found, "k8s tier: Go is needed to resolve the pinned CRD modules (hack/crds.sh); install Go")
     return install_crds(control_plane, pinned_crd_files())
 
 
