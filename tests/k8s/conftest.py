@@ -4,7 +4,8 @@ CRDs, helm, kubectl and kubeconform. This docstring is the contract for tests in
 Every test collected from this folder is marked `k8s` (`pytest -m k8s` runs the tier, `-m "not k8s"` skips it).
 Binaries come from KUBEBUILDER_ASSETS (etcd, kube-apiserver, kubectl) or from `make envtest-assets`, which builds
 them with Go into ${TOOLS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/tickserve}/bin. When they are missing, the fixtures
-skip loudly on a developer machine and fail in CI (`require` from tests/conftest.py).
+skip loudly on a developer machine and fail in CI (`require` from tests/conftest.py; test modules here may
+`from conftest import require`).
 
 Fixtures (all session-scoped except `namespace`):
 
@@ -26,8 +27,10 @@ Fixtures (all session-scoped except `namespace`):
   (no Pods from Deployments, no ServiceAccount tokens, namespaces stay Terminating after delete) and no
   KServe/prometheus-operator webhooks (KServe's range checks such as canaryTrafficPercent <= 100 live in its
   webhook, not in the CRD schema, so the API server here accepts 150).
-- `crds` -> kube.InstalledCrds: depends on control_plane; the CRDs from hack/crds.sh (KServe v0.20.0 config/crd/full
-  and prometheus-operator example/prometheus-operator-crd, from the Go module cache) applied and Established.
+- `crds` -> kube.InstalledCrds: depends on control_plane; the CRDs from hack/crds.sh, read from the Go module cache,
+  applied and Established (about 15 s, most of it the 0.6 MB InferenceService schema): every KServe v0.20.0
+  config/crd/full CRD, and prometheus-operator v0.85.0's PodMonitor, ServiceMonitor, PrometheusRule and Probe
+  (add a file name to hack/crds.sh if the chart ever ships another monitoring.coreos.com kind).
   `.names` (e.g. "inferenceservices.serving.kserve.io", "servicemonitors.monitoring.coreos.com"),
   `.versions` (module -> version). Request it whenever a test creates KServe or monitoring.coreos.com objects.
 - `kubeconform_crd_schemas` -> str: a kubeconform `-schema-location` template for the installed CRDs (schemas
