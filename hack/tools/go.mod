@@ -1,6 +1,7 @@
 // Pins the command-line tools the k8s test tier runs: an envtest-style control plane (etcd, kube-apiserver),
 // kubectl, helm and kubeconform. hack/envtest-assets.sh builds them from the Go module proxy with `go build`,
-// so a fresh machine needs only Go. Nothing imports this module; it exists for its requirements.
+// so a fresh machine needs only Go (>= 1.24). The tool block names the commands built, and keeps
+// `go mod tidy` from dropping requirements nothing imports.
 //
 // k8s.io/kubernetes cannot be built with `go install ...@version`: its go.mod points the staging modules
 // (k8s.io/api, k8s.io/client-go, ...) at ./staging/src. The replace block below points each one at the
