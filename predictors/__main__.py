@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -37,8 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def share_metrics_between_processes(argv: list[str]) -> None:
+    """With --workers > 1 KServe serves REST from several processes; prometheus_client aggregates them only in
+    multiprocess mode, which must be chosen before prometheus_client is imported (KServe imports it)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--workers", type=int, default=1)
+    if pre.parse_known_args(argv)[0].workers > 1 and "prometheus_client" not in sys.modules:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="tickserve-metrics-"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    share_metrics_between_processes(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -55,11 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, str(threads))  # before any framework is imported
 
+    from kserve import logging as kserve_logging
+
     from .model_dir import ModelDirError
     from .repository import PredictorRepository
-    from .server import PredictorServer, configure_logging
+    from .server import PredictorServer, write_log_config
 
-    configure_logging(per_request_logs=args.enable_latency_logging)
+    if args.configure_logging and not args.log_config_file:
+        args.log_config_file = model_server.args.log_config_file = write_log_config(args.enable_latency_logging)
+    if args.configure_logging:
+        kserve_logging.configure_logging(args.log_config_file)
     repository = PredictorRepository({args.model_name: Path(args.model_dir)}, settings, threads)
     try:
         repository.load_model(args.model_name)

@@ -74,12 +74,28 @@ class PredictorRepository(ModelRepository):
         return True
 
 
+# Repositories unpickled in a REST worker process whose models are still to be loaded.
+_AWAITING_LOAD: list[PredictorRepository] = []
+
+
 def _restored_repository(model_dirs: dict[str, Path], settings: PredictorSettings, threads: int) -> PredictorRepository:
     repository = PredictorRepository(model_dirs, settings, threads)
-    for name in model_dirs:
-        repository.load_model(name)
-        repository.get_model(name).start()  # type: ignore[union-attr]
+    _AWAITING_LOAD.append(repository)
     return repository
+
+
+async def load_restored_repositories() -> None:
+    """Startup hook of a REST worker process: load its models before it accepts connections.
+
+    Not during unpickling: the worker answers KServe's liveness pings (5 s timeout) only once unpickled, and
+    loading a framework can take longer, which would have the parent kill and respawn the worker forever.
+    """
+    while _AWAITING_LOAD:
+        repository = _AWAITING_LOAD.pop()
+        for name in repository.model_dirs:
+            predictor = await asyncio.to_thread(repository.build, name)
+            predictor.start()
+            repository.update(predictor)
 
 
 class PredictorRepositoryExtension(ModelRepositoryExtension):

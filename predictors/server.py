@@ -9,19 +9,22 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import os
+import tempfile
 from concurrent import futures
 from typing import Any
 
 import grpc
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from grpc import aio
 from kserve import ModelServer
 from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -30,9 +33,10 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import to_headers
+from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 
 from .base import TickPredictor
-from .repository import PredictorRepository, PredictorRepositoryExtension
+from .repository import PredictorRepository, PredictorRepositoryExtension, load_restored_repositories
 from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request
 
 
@@ -50,9 +54,23 @@ async def request_validation_error(_: Request, error: RequestValidationError) ->
     return JSONResponse(status_code=400, content={"error": f"malformed v2 inference request: {problems}"})
 
 
+async def metrics(request: Request) -> Response:
+    """KServe's /metrics, aggregated over all processes when --workers > 1 (PROMETHEUS_MULTIPROC_DIR is set):
+    otherwise a scrape would see only the one REST worker that happened to answer it."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    encoder, content_type = exposition.choose_encoder(request.headers.get("accept"))
+    return Response(content=encoder(registry), headers={"content-type": content_type})
+
+
 # At import, on KServe's module-level app: REST worker processes (--workers > 1) import the app afresh and import
-# this module when they unpickle the data plane below, so every process answers the same way.
+# this module when they unpickle the data plane below, so every process answers the same way. Routes added here
+# come before the ones KServe adds when the server starts, so this /metrics is the one served.
 kserve_model_server.app.add_exception_handler(RequestValidationError, request_validation_error)
+kserve_model_server.app.add_api_route("/metrics", metrics, methods=["GET"])
+kserve_model_server.app.router.on_startup.append(load_restored_repositories)
 
 
 class PredictorDataPlane(DataPlane):
@@ -152,11 +170,37 @@ class PredictorServer(ModelServer):
         super().start(models)
 
 
-def configure_logging(per_request_logs: bool) -> None:
+class ClientErrorsWithoutTraceback(logging.Filter):
+    """KServe logs every rejected request at ERROR with a traceback; bad input is the client's problem, so one
+    WARNING line naming it is enough (a client sending garbage must not flood the logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (InvalidInput, ModelNotFound)):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                f"{type(error).__name__}: {error}",
+                (),
+                None,
+                None,
+            )
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def log_config(per_request_logs: bool) -> dict[str, Any]:
     """KServe's log format; per-request lines (latency trace, access log) only when asked for."""
     config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
+    config["filters"] = {"client_errors": {"()": f"{__name__}.ClientErrorsWithoutTraceback"}}
+    config["loggers"]["kserve"]["filters"] = ["client_errors"]
     if not per_request_logs:
         config["loggers"]["kserve.trace"]["level"] = "WARNING"
         config["loggers"]["uvicorn.access"]["level"] = "WARNING"
-    kserve_logging.configure_logging(config)
-    logging.captureWarnings(True)
+    return config
+
+
+def write_log_config(per_request_logs: bool) -> str:
+    """As a file, because KServe's REST worker processes configure logging from a file path only."""
+    handle, path = tempfile.mkstemp(prefix="tickserve-logging-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump(log_config(per_request_logs), file)
+    return path

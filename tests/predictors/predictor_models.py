@@ -109,7 +109,7 @@ def guarded_module():
     return Guarded().eval()
 
 
-def slow_module(iterations: int = 300):
+def slow_module(iterations: int = 100):
     """Seconds of CPU per call on a few hundred rows: keeps the model saturated during health checks."""
     import torch
 

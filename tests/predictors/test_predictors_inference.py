@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-import tritonclient.grpc as triton_grpc
+import triton_grpc_client
 import tritonclient.http as triton_http
 from predictor_models import FEATURES, WINDOW, feature_rows
 
@@ -22,11 +22,10 @@ def infer_http(predictor, name: str, array: np.ndarray, datatype: str, *, binary
     )
 
 
-def infer_grpc(predictor, name: str, array: np.ndarray, datatype: str) -> triton_grpc.InferResult:
-    client = triton_grpc.InferenceServerClient(predictor.grpc)
-    tensor = triton_grpc.InferInput(name, list(array.shape), datatype)
-    tensor.set_data_from_numpy(array)
-    return client.infer(predictor.name, [tensor])
+def infer_grpc(predictor, name: str, array: np.ndarray, datatype: str) -> dict:
+    answer = triton_grpc_client.call(predictor.grpc, predictor.name, [(name, array, datatype)])
+    assert "outputs" in answer, answer
+    return answer
 
 
 def booster_probabilities(booster, rows: np.ndarray) -> np.ndarray:
@@ -42,7 +41,7 @@ def test_lightgbm_packed_features_match_booster_predict(lightgbm_server, booster
         result = infer_http(lightgbm_server, "features", rows, datatype, binary=binary)
         np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-6)
     np.testing.assert_allclose(
-        infer_grpc(lightgbm_server, "features", rows, datatype).as_numpy("probabilities"), expected, rtol=1e-6
+        infer_grpc(lightgbm_server, "features", rows, datatype)["outputs"]["probabilities"], expected, rtol=1e-6
     )
 
 
@@ -58,12 +57,18 @@ def test_lightgbm_one_tensor_per_column_equals_packed(lightgbm_server, booster) 
     np.testing.assert_allclose(result.as_numpy("probabilities"), booster_probabilities(booster, rows), rtol=1e-6)
 
 
+def test_tritonclient_grpc_gets_bad_input_as_invalid_argument(lightgbm_server) -> None:
+    answer = triton_grpc_client.call(lightgbm_server.grpc, lightgbm_server.name, [("feats", np.zeros((1, 6)), "FP64")])
+    assert answer["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "unknown input(s) 'feats'" in answer["message"]
+
+
 def test_lightgbm_metadata_lists_the_signature_columns_in_order(lightgbm_server) -> None:
     metadata = triton_http.InferenceServerClient(lightgbm_server.http).get_model_metadata(lightgbm_server.name)
     assert [(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]] == [(f, "FP64", [-1]) for f in FEATURES]
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
-    grpc_metadata = triton_grpc.InferenceServerClient(lightgbm_server.grpc).get_model_metadata(lightgbm_server.name)
-    assert [tensor.name for tensor in grpc_metadata.inputs] == FEATURES
+    grpc_metadata = triton_grpc_client.call(lightgbm_server.grpc, lightgbm_server.name)
+    assert [tensor["name"] for tensor in grpc_metadata["inputs"]] == FEATURES
 
 
 def test_response_carries_the_model_version_and_an_id(lightgbm_server) -> None:
@@ -73,8 +78,8 @@ def test_response_carries_the_model_version_and_an_id(lightgbm_server) -> None:
     assert without_id["model_version"] == "3"  # from the MLmodel metadata
     with_id = httpx.post(f"{lightgbm_server.url}/v2/models/signal/infer", json={**body, "id": "req-42"}).json()
     assert with_id["id"] == "req-42"
-    grpc_result = infer_grpc(lightgbm_server, "features", np.full((1, 6), 0.1), "FP64").get_response()
-    assert grpc_result.id and grpc_result.model_version == "3"
+    grpc_answer = infer_grpc(lightgbm_server, "features", np.full((1, 6), 0.1), "FP64")
+    assert grpc_answer["id"] and grpc_answer["model_version"] == "3"
 
 
 @pytest.mark.parametrize("model", ["onnx", "torchscript"])
@@ -93,8 +98,7 @@ def test_window_models_match_the_torch_module(request, start_predictor, window_t
         for binary in (True, False):
             result = infer_http(predictor, "window", window, "FP32", binary=binary).as_numpy("probabilities")
             np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(
-            infer_grpc(predictor, "window", window, "FP32").as_numpy("probabilities"), expected, rtol=1e-5, atol=1e-6
-        )
+        grpc_answer = infer_grpc(predictor, "window", window, "FP32")["outputs"]["probabilities"]
+        np.testing.assert_allclose(grpc_answer, expected, rtol=1e-5, atol=1e-6)
         metadata = triton_http.InferenceServerClient(predictor.http).get_model_metadata("window")
         assert metadata["inputs"] == [{"name": "window", "datatype": "FP32", "shape": [-1, *WINDOW]}]

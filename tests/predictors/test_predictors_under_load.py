@@ -9,11 +9,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import httpx
 import numpy as np
 import pytest
-import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from predictor_metrics import scrape, value
 from predictor_models import feature_rows, save_lightgbm_mlflow, train_booster
 
@@ -109,18 +111,27 @@ def test_hot_reload_under_load_fails_no_request(start_predictor, tmp_path) -> No
         stop, failures, seen = threading.Event(), [], {}
 
         def keep_calling(worker: int) -> None:
+            """Alternates REST (tritonclient.http) and gRPC (KServe's stub) calls until told to stop."""
             versions = seen.setdefault(worker, [])
             http = triton_http.InferenceServerClient(predictor.http)
-            grpc = triton_grpc.InferenceServerClient(predictor.grpc)
-            while not stop.is_set():
-                try:
-                    module, client = (triton_http, http) if len(versions) % 2 else (triton_grpc, grpc)
-                    tensor = module.InferInput("features", list(rows.shape), "FP64")
-                    tensor.set_data_from_numpy(rows)
-                    response = client.infer("signal", [tensor]).get_response()
-                    versions.append(response["model_version"] if isinstance(response, dict) else response.model_version)
-                except Exception as error:
-                    failures.append(repr(error))
+            tensor = triton_http.InferInput("features", list(rows.shape), "FP64")
+            tensor.set_data_from_numpy(rows)
+            grpc_tensor = pb.ModelInferRequest.InferInputTensor(
+                name="features", datatype="FP64", shape=list(rows.shape)
+            )
+            grpc_request = pb.ModelInferRequest(
+                model_name="signal", inputs=[grpc_tensor], raw_input_contents=[rows.tobytes()]
+            )
+            with grpc.insecure_channel(predictor.grpc) as channel:
+                stub = GRPCInferenceServiceStub(channel)
+                while not stop.is_set():
+                    try:
+                        if len(versions) % 2:
+                            versions.append(http.infer("signal", [tensor]).get_response()["model_version"])
+                        else:
+                            versions.append(stub.ModelInfer(grpc_request, timeout=30).model_version)
+                    except Exception as error:
+                        failures.append(repr(error))
 
         with ThreadPoolExecutor(4) as pool:
             workers = [pool.submit(keep_calling, worker) for worker in range(4)]
@@ -171,3 +182,13 @@ def test_metrics_count_outcomes_with_model_version_and_track(lightgbm_server) ->
     assert delta("tickserve_predictor_requests_total", outcome="server_error") == 0
     assert delta("tickserve_predictor_request_duration_seconds_count") == 5
     assert delta("tickserve_predictor_batch_size_sum") == 6
+
+
+def test_several_rest_workers_serve_and_report_one_set_of_metrics(start_predictor, lightgbm_dir, booster) -> None:
+    rows = feature_rows(2, seed=21)
+    with start_predictor(lightgbm_dir, name="workers", args=("--workers", "2")) as predictor:
+        for _ in range(12):  # a new connection each time, so both worker processes take some
+            np.testing.assert_allclose(infer_rows(predictor, rows)[:, 1], booster.predict(rows), rtol=1e-6)
+        samples = scrape(predictor.url)
+    labels = {"model_name": "workers", "model_version": "3", "track": "stable"}
+    assert value(samples, "tickserve_predictor_requests_total", **labels, outcome="ok") == 12
