@@ -101,7 +101,7 @@ spec:
       kubernetes.podspec-nodeselector: enabled
       kubernetes.podspec-tolerations: enabled
       kubernetes.podspec-affinity: enabled
-      kubernetes.podspec-emptydir: enabled
+      kubernetes.podspec-volumes-emptydir: enabled
     deployment:
       # Images loaded with \`kind load\` live under kind.local; never resolve their tags against a registry.
       registries-skipping-tag-resolving: kind.local,ko.local,dev.local

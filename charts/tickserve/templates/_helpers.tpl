@@ -72,7 +72,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end -}}
 
-{{/* Pod-level security: non-root numeric user (the images' USER), default seccomp. */}}
+{{/* Pod-level security for plain Deployments: non-root numeric user (the images' USER), default seccomp. */}}
 {{- define "tickserve.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: 65532
@@ -81,10 +81,18 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/*
+Container-level security. InferenceService components set it here only, never at pod level: Knative refuses a pod
+securityContext unless its kubernetes.podspec-securitycontext flag is on, while these container fields are allowed.
+*/}}
 {{- define "tickserve.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
 capabilities:
   drop: ["ALL"]
 {{- end -}}
@@ -135,8 +143,6 @@ labels:
   tickserve.io/model-version: {{ $version | quote }}
   tickserve.io/track: {{ .track }}
 serviceAccountName: {{ default (include "tickserve.serviceAccountName" (list $root "predictor")) $values.predictor.storageServiceAccountName }}
-securityContext:
-  {{- include "tickserve.podSecurityContext" . | nindent 2 }}
 {{- with $values.images.pullSecrets }}
 imagePullSecrets:
   {{- range . }}
