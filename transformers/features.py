@@ -37,6 +37,7 @@ arithmetic operations per window. Not thread-safe: one engine per ingest task.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -55,8 +56,10 @@ EPSILON = 1e-8
 # i+1's difference lanes: one gather then fetches everything leaving a window).
 # The two counts of non-zero volumes and returns tell exactly when a window's sum is 0 (all-zero volumes give
 # NaN, a flat window a return_std of exactly 0), where the compensated sum may keep a residue of ~1e-32.
-_P, _P2_HI, _P2_LO, _V, _V_NONZERO, _R, _R2_HI, _R2_LO, _R_NONZERO, _GAIN, _LOSS = range(11)
+# Prices and log returns sit the same distance apart as their squares, so one strided view holds both pairs.
+_V, _V_NONZERO, _P, _P2_HI, _P2_LO, _R, _R2_HI, _R2_LO, _R_NONZERO, _GAIN, _LOSS = range(11)
 _BAR_LANES, _LANES = 5, 11
+_SUMS, _SQUARES_HI, _SQUARES_LO = (slice(lane, lane + 4, 3) for lane in (_P, _P2_HI, _P2_LO))
 
 
 def feature_names(windows: Sequence[int] = DEFAULT_WINDOWS, book_levels: Sequence[int] = ()) -> list[str]:
@@ -141,7 +144,7 @@ class FeatureEngine:
         self.names = self.config.names
         self._windows = np.asarray(self.config.windows, dtype=np.int64)
         self._bar_counts = self._windows.astype(np.float64)
-        self._diff_counts = self._bar_counts - 1.0
+        self._variance_counts = np.stack([self._bar_counts, self._bar_counts - 1.0], axis=1)
         self._ring = self.config.max_window
         self._ids: dict[str, int] = {}
         self.symbols: list[str] = []
@@ -209,8 +212,15 @@ class FeatureEngine:
         return self.current(ids)
 
     def update_bar(self, symbol: str, close: float, volume: float) -> FeatureVector:
-        """One bar of one symbol (registering it if new)."""
-        batch = self.update(np.asarray([self._register(symbol)]), [close], [volume])
+        """One bar of one symbol (registering it if new); checks the bar like `update`, in plain Python."""
+        close, volume = float(close), float(volume)
+        if not (math.isfinite(close) and close > 0):
+            raise ValueError(_bad_close(symbol, close))
+        if not (math.isfinite(volume) and volume >= 0):
+            raise ValueError(_bad_volume(symbol, volume))
+        ids = np.asarray([self._register(symbol)])
+        self._advance(ids, np.asarray([close]), np.asarray([volume]))
+        batch = self.current(ids)
         return FeatureVector(values=batch.values[0], ready=bool(batch.ready[0]))
 
     def update_book(self, symbol: str, bid_sizes: Sequence[float], ask_sizes: Sequence[float]) -> None:
@@ -233,15 +243,11 @@ class FeatureEngine:
         bad_close = ~(np.isfinite(close) & (close > 0))
         if bad_close.any():
             first = int(np.argmax(bad_close))
-            raise ValueError(
-                f"symbol {self.symbols[ids[first]]!r}: close must be a finite number > 0, got {close[first]}"
-            )
+            raise ValueError(_bad_close(self.symbols[ids[first]], close[first]))
         bad_volume = ~(np.isfinite(volume) & (volume >= 0))
         if bad_volume.any():
             first = int(np.argmax(bad_volume))
-            raise ValueError(
-                f"symbol {self.symbols[ids[first]]!r}: volume must be a finite number >= 0, got {volume[first]}"
-            )
+            raise ValueError(_bad_volume(self.symbols[ids[first]], volume[first]))
         # With a repeated id the later write wins, so the earlier position reads back another stamp.
         positions = np.arange(ids.size)
         self._stamp[ids] = positions
@@ -294,18 +300,22 @@ class FeatureEngine:
 
     def _window_features(self, ids: np.ndarray) -> np.ndarray:
         hi, lo = self._sum_hi[ids], self._sum_lo[ids]
-        bars, diffs = self._bar_counts, self._diff_counts
+        bars = self._bar_counts
         last_slot = (self._count[ids] - 1) % self._ring
         close = self._last_close[ids, None]
         volume = self._history[ids, last_slot, _V, None]
         first_close = self._history[ids[:, None], (last_slot[:, None] - self._windows + 1) % self._ring, _P]
 
-        squares_hi, squares_lo = dd_add_dd(hi[..., _P2_HI], lo[..., _P2_HI], hi[..., _P2_LO], lo[..., _P2_LO])
-        price_std = np.sqrt(dd_population_variance(hi[..., _P], lo[..., _P], squares_hi, squares_lo, bars))
-        r2_hi, r2_lo = dd_add_dd(hi[..., _R2_HI], lo[..., _R2_HI], hi[..., _R2_LO], lo[..., _R2_LO])
-        return_variance = dd_population_variance(hi[..., _R], lo[..., _R], r2_hi, r2_lo, diffs)
+        # Variances of the prices (over w) and of the log returns (over w-1) in one pass: (n, windows, 2).
+        squares_hi, squares_lo = dd_add_dd(
+            hi[..., _SQUARES_HI], lo[..., _SQUARES_HI], hi[..., _SQUARES_LO], lo[..., _SQUARES_LO]
+        )
+        variances = dd_population_variance(
+            hi[..., _SUMS], lo[..., _SUMS], squares_hi, squares_lo, self._variance_counts
+        )
+        price_std = np.sqrt(variances[..., 0])
         sums = hi + lo
-        return_std = np.where(sums[..., _R_NONZERO] > 0, np.sqrt(return_variance), 0.0)
+        return_std = np.where(sums[..., _R_NONZERO] > 0, np.sqrt(variances[..., 1]), 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             vol_ratio = np.where(sums[..., _V_NONZERO] > 0, volume / (sums[..., _V] / bars), np.nan)
         rsi = 100.0 - 100.0 / (1.0 + sums[..., _GAIN] / (sums[..., _LOSS] + EPSILON))
@@ -313,6 +323,14 @@ class FeatureEngine:
         ret = (close - first_close) / first_close
         # (n, windows, features) -> window-major rows as in feature_names.
         return np.stack([ret, return_std, vol_ratio, rsi, bb_pos], axis=2).reshape(ids.size, -1)
+
+
+def _bad_close(symbol: str, close: float) -> str:
+    return f"symbol {symbol!r}: close must be a finite number > 0, got {close}"
+
+
+def _bad_volume(symbol: str, volume: float) -> str:
+    return f"symbol {symbol!r}: volume must be a finite number >= 0, got {volume}"
 
 
 def _lanes(close: np.ndarray, volume: np.ndarray, log_return: np.ndarray, difference: np.ndarray) -> np.ndarray:
@@ -323,11 +341,11 @@ def _lanes(close: np.ndarray, volume: np.ndarray, log_return: np.ndarray, differ
     loss = np.maximum(-difference, 0.0)
     return np.stack(
         [
+            volume,
+            (volume != 0).astype(np.float64),
             close,
             close_sq_hi,
             close_sq_lo,
-            volume,
-            (volume != 0).astype(np.float64),
             log_return,
             return_sq_hi,
             return_sq_lo,

@@ -59,14 +59,14 @@ def dd_add_dd(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.nda
 
 
 def dd_population_variance(
-    sum_hi: np.ndarray, sum_lo: np.ndarray, squares_hi: np.ndarray, squares_lo: np.ndarray, count: float
+    sum_hi: np.ndarray, sum_lo: np.ndarray, squares_hi: np.ndarray, squares_lo: np.ndarray, count: np.ndarray
 ) -> np.ndarray:
     """Population variance (count * sum(x^2) - sum(x)^2) / count^2 from double-double sums.
 
     The subtraction is done in double-double, so the cancellation that ruins the textbook one-pass formula
     only costs about 1e-32 relative of sum(x)^2; the result is clipped at 0 (a constant window).
     """
-    scaled_hi, scaled_lo = two_product(np.float64(count), squares_hi)
+    scaled_hi, scaled_lo = two_product(np.asarray(count, dtype=np.float64), squares_hi)
     scaled_lo = scaled_lo + count * squares_lo
     square_hi, square_lo = two_square(sum_hi)
     square_lo = square_lo + 2.0 * sum_hi * sum_lo
