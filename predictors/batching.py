@@ -1,7 +1,9 @@
 """Adaptive micro-batching: concurrent requests to one model are coalesced into one framework call.
 
-A batch leaves when it holds `max_batch_size` rows or its oldest request has waited `max_latency_ms`; while
-the model is busy, requests keep accumulating, so batches grow with load and stay at one request when idle.
+While the model is busy, requests accumulate and leave together (up to `max_batch_size` rows) as soon as it is
+free. An idle model also waits up to `max_latency_ms` for a batch to fill, but only while requests are arriving
+concurrently (the previous batch held more than one request): a lone caller never waits for companions that are
+not coming, so batches grow with load and low-load latency stays that of a single call.
 Each request's rows are split back to its own caller. If a batched call fails, its requests are retried one
 by one so a single bad request fails only itself. Model calls run on the model's executor thread, never on
 the event loop, so health checks answer while the model is saturated.
@@ -52,6 +54,7 @@ class MicroBatcher:
         self._running = False
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._last_batch_requests = 0
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
@@ -66,7 +69,8 @@ class MicroBatcher:
             return
         loop = asyncio.get_running_loop()
         due_at = self._pending[0].enqueued + self._max_wait
-        if sum(item.rows for item in self._pending) < self._max_rows and time.monotonic() < due_at:
+        under_load = self._last_batch_requests > 1
+        if under_load and sum(item.rows for item in self._pending) < self._max_rows and time.monotonic() < due_at:
             if self._timer is None:
                 self._timer = loop.call_at(loop.time() + (due_at - time.monotonic()), self._on_timer)
             return
@@ -74,6 +78,7 @@ class MicroBatcher:
             self._timer.cancel()
             self._timer = None
         batch = self._take_batch()
+        self._last_batch_requests = len(batch)
         self._running = True
         self._task = loop.create_task(self._run(batch))  # referenced so it is not collected mid-flight
 

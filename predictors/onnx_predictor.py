@@ -14,7 +14,8 @@ import onnxruntime as ort
 
 from .base import TickPredictor
 from .batching import Arrays
-from .signature import Signature, TensorSpec
+from .datatypes import V2_TO_NUMPY
+from .signature import PACKED_FEATURES, Signature, TensorSpec
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -70,6 +71,10 @@ class ONNXPredictor(TickPredictor):
         return tuple(native[name] for name in self.output_names)
 
     def predict_arrays(self, inputs: Arrays) -> Arrays:
+        if self.signature.tabular:  # e.g. a converted tree model: the session takes the packed feature matrix
+            (node,) = self.session.get_inputs()
+            dtype = V2_TO_NUMPY[ONNX_TO_V2.get(node.type, "FP32")]
+            inputs = {node.name: inputs[PACKED_FEATURES].astype(dtype, copy=False)}
         results = self.session.run(self.output_names, inputs)
         return {name: np.asarray(result) for name, result in zip(self.output_names, results, strict=True)}
 

@@ -14,7 +14,7 @@ import torch
 
 from .base import TickPredictor
 from .batching import Arrays
-from .signature import Signature, TensorSpec
+from .signature import PACKED_FEATURES, Signature, TensorSpec
 
 
 def select_device() -> torch.device:
@@ -49,7 +49,11 @@ class TorchScriptPredictor(TickPredictor):
         return self.signature.outputs or (TensorSpec("predict", "FP32", None),)
 
     def predict_arrays(self, inputs: Arrays) -> Arrays:
-        tensors = [torch.from_numpy(_writable(inputs[name])).to(self.device) for name in self.signature.input_names]
+        if self.signature.tabular:  # the module takes the packed [N, F] feature matrix
+            arrays = [inputs[PACKED_FEATURES].astype(np.float32)]
+        else:
+            arrays = [_writable(inputs[name]) for name in self.signature.input_names]
+        tensors = [torch.from_numpy(array).to(self.device) for array in arrays]
         with torch.inference_mode():
             result = self.module(*tensors)
         results = list(result) if isinstance(result, (tuple, list)) else [result]

@@ -135,3 +135,28 @@ def save_plain_torchscript(path: Path, module, example) -> Path:
         torch.jit.script(module) if example is None else torch.jit.trace(module, example), str(path / "model.pt")
     )
     return path
+
+
+def save_tabular_onnx_mlflow(path: Path) -> Path:
+    """An ONNX classifier over the named features (one matrix input, like a converted tree model) saved with a
+    column signature: requests send packed `features` or the columns, the session gets one [N, F] matrix."""
+    import mlflow.onnx
+    import onnx
+    import torch
+    from mlflow.models import infer_signature
+
+    torch.manual_seed(3)
+    module = torch.nn.Sequential(torch.nn.Linear(len(FEATURES), 2), torch.nn.Softmax(dim=-1)).eval()
+    exported = path.parent / f"{path.name}.export.onnx"
+    torch.onnx.export(
+        module,
+        (torch.zeros(2, len(FEATURES)),),
+        str(exported),
+        input_names=["float_input"],
+        output_names=["probabilities"],
+        dynamic_axes={"float_input": {0: "rows"}, "probabilities": {0: "rows"}},
+        dynamo=False,
+    )
+    frame = pd.DataFrame(feature_rows(3, 0).astype(np.float32), columns=FEATURES)
+    mlflow.onnx.save_model(onnx.load(str(exported)), str(path), signature=infer_signature(frame))
+    return path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import triton_grpc_client
 import tritonclient.http as triton_http
-from predictor_models import FEATURES, WINDOW, feature_rows
+from predictor_models import FEATURES, WINDOW, feature_rows, save_tabular_onnx_mlflow
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +102,17 @@ def test_window_models_match_the_torch_module(request, start_predictor, window_t
         np.testing.assert_allclose(grpc_answer, expected, rtol=1e-5, atol=1e-6)
         metadata = triton_http.InferenceServerClient(predictor.http).get_model_metadata("window")
         assert metadata["inputs"] == [{"name": "window", "datatype": "FP32", "shape": [-1, *WINDOW]}]
+
+
+def test_onnx_model_with_a_column_signature_takes_packed_features(start_predictor, tmp_path) -> None:
+    import onnxruntime
+
+    model_dir = save_tabular_onnx_mlflow(tmp_path / "tabular-onnx")
+    rows = feature_rows(4, seed=31).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"float_input": rows})[0]
+    with start_predictor(model_dir, name="tabular") as predictor:
+        metadata = triton_http.InferenceServerClient(predictor.http).get_model_metadata("tabular")
+        assert [tensor["name"] for tensor in metadata["inputs"]] == FEATURES
+        result = infer_http(predictor, "features", rows, "FP32", binary=True).as_numpy("probabilities")
+    np.testing.assert_allclose(result, expected, rtol=1e-6)

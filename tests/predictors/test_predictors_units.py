@@ -156,3 +156,12 @@ async def test_one_failing_request_does_not_fail_its_batch() -> None:
         )
     assert isinstance(results[2], ValueError)
     assert [r["y"][0, 0] for i, r in enumerate(results) if i != 2] == [2.0, 3.0, 4.0]
+
+
+async def test_a_lone_caller_does_not_wait_for_a_batch_to_fill() -> None:
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(
+            lambda i: {"y": i["x"]}, executor, max_batch_size=64, max_latency_ms=60_000, on_batch=lambda rows: None
+        )
+        for _ in range(3):  # each alone: had it waited max_latency_ms, this would time out
+            await asyncio.wait_for(batcher.submit({"x": np.zeros((1, 1))}, 1), timeout=10)
