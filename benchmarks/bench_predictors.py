@@ -12,7 +12,7 @@ Method (the same for every peer, in one run, on one machine):
   peers alike. Errors (non-2xx, socket errors, timeouts) are summed into the row, never dropped.
 - The in-process floor is the model call alone (`Booster.predict`, an ONNX Runtime / TorchScript call).
 
-TICKSERVE_BENCH_SECONDS sets the length of one measured repeat (default 4 s; the whole run takes ~7 min).
+TICKSERVE_BENCH_SECONDS sets the length of one measured repeat (default 3 s; the whole run takes ~6-9 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ BENCH = "predictors"
 MODELS_DIR = servers.REPO / ".bench" / "models"
 WORKERS = 2
 REPEATS = 3
-SECONDS = float(os.environ.get("TICKSERVE_BENCH_SECONDS", "4"))
+SECONDS = float(os.environ.get("TICKSERVE_BENCH_SECONDS", "3"))
 WARMUP_SECONDS = 2.0
 CONCURRENCIES = (1, 16)
 LIGHTGBM_ROWS = (1, 32)
