@@ -71,14 +71,12 @@ class Ingest:
 
     def apply(self, events: list[Event]) -> HotFeatures | None:
         """Update the engine with one batch; what to write: the ready vectors it changed and every close."""
-        quoted: set[str] = set()
         event_ts: dict[str, float] = {}
         closes: list[tuple[str, float, float]] = []
         bars: list[Bar] = []
         for event in events:
             if isinstance(event, Quote):
                 self._engine.update_book(event.symbol, event.bid_sizes, event.ask_sizes)
-                quoted.add(event.symbol)
                 event_ts[event.symbol] = max(event.timestamp, event_ts.get(event.symbol, event.timestamp))
             elif event.timestamp <= self._last_bar.get(event.symbol, -np.inf):
                 SKIPPED_BARS.labels("not_after_previous_bar").inc()
@@ -95,6 +93,8 @@ class Ingest:
         BARS.inc(len(bars))
         self.report.bars += len(bars)
         symbols = list(event_ts)
+        if not symbols:
+            return None
         current = self._engine.current(self._engine.symbol_ids(symbols))
         ready = [symbol for symbol, is_ready in zip(symbols, current.ready.tolist(), strict=True) if is_ready]
         if not ready and not closes:

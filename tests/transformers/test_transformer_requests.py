@@ -1,0 +1,63 @@
+"""Request decoding and settings of the feature transformer (no servers needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+from pydantic import ValidationError
+from tickserve.transformers.transformer import requested_horizon, requested_symbols
+from tickserve.transformers.transformer_settings import TransformerSettings, horizon_seconds
+
+SETTINGS = TransformerSettings(horizons={"1h": "signal-1h", "4h": "signal-4h"})
+
+
+def request(symbols: list[str] | None, parameters: dict | None = None, name: str = "symbols") -> InferRequest:
+    inputs = []
+    if symbols is not None:
+        tensor = InferInput(name, [len(symbols)], "BYTES")
+        tensor.set_data_from_numpy(np.array([s.encode() for s in symbols], dtype=object), binary_data=False)
+        inputs.append(tensor)
+    return InferRequest("signal", inputs, parameters=parameters)
+
+
+def test_symbols_and_horizon_are_read_from_the_request() -> None:
+    assert requested_symbols(request(["BTC", "ETH"])) == ["BTC", "ETH"]
+    assert requested_horizon(request(["BTC"], {"horizon": "4h"}), SETTINGS) == "4h"
+    assert requested_horizon(request(["BTC"]), SETTINGS) == "1h", "default: the first horizon"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (request(None), "BYTES input named 'symbols'"),
+        (request(["BTC"], name="tickers"), "BYTES input named 'symbols'"),
+        (request([]), "at least one symbol"),
+        (request(["BTC", "BTC"]), "more than once"),
+        (request([""]), "no empty ones"),
+    ],
+)
+def test_bad_symbol_inputs_are_invalid_input(bad: InferRequest, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        requested_symbols(bad)
+
+
+def test_an_unknown_horizon_names_the_known_ones() -> None:
+    with pytest.raises(InvalidInput, match=r"'2h'.*\['1h', '4h'\]"):
+        requested_horizon(request(["BTC"], {"horizon": "2h"}), SETTINGS)
+
+
+def test_horizon_labels_convert_to_seconds() -> None:
+    assert [horizon_seconds(label) for label in ("90s", "15m", "4h", "1d", "1.5h")] == [90, 900, 14400, 86400, 5400]
+    with pytest.raises(ValueError, match=r"<number><s\|m\|h\|d>"):
+        horizon_seconds("4 hours")
+
+
+def test_settings_refuse_unusable_horizons(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="horizon"):
+        TransformerSettings(horizons={"soon": "m"})
+    with pytest.raises(ValidationError, match="default_horizon"):
+        TransformerSettings(horizons={"1h": "m"}, default_horizon="4h")
+    monkeypatch.setenv("TICKSERVE_HORIZONS", '{"24h": "signal-24h"}')
+    assert TransformerSettings().default_horizon == "24h"
