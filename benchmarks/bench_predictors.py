@@ -21,7 +21,9 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +62,7 @@ class Case:
     rows: int
     concurrency: int
     body: bytes
+    headers: dict[str, str] | None = None
 
 
 @dataclass
@@ -81,25 +84,36 @@ def v2_body(input_name: str, array: np.ndarray) -> bytes:
     ).encode()
 
 
+def v2_binary_body(input_name: str, array: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """The same request with the v2 binary tensor extension: a JSON header, then the raw FP32 bytes."""
+    raw = array.astype(np.float32).tobytes()
+    tensor = {"name": input_name, "shape": list(array.shape), "datatype": "FP32"}
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
+    return header + raw, headers
+
+
 def rounded(array: np.ndarray) -> np.ndarray:
     """Float64 values with 6 decimals (short JSON), whose float32 cast is what the servers compute on."""
     return np.round(array.astype(np.float64), 6)
 
 
-def timed_calls(call: Callable[[], object], seconds: float) -> list[float]:
-    """Per-call latencies (ms) of `call` repeated for `seconds` after a short warm-up."""
+def timed_calls(call: Callable[[], object], seconds: float) -> tuple[list[float], float]:
+    """Per-call latencies (ms) of `call` repeated for `seconds` after a short warm-up, and CPU ms per call."""
     for _ in range(5):
         call()
     latencies: list[float] = []
+    cpu_start = time.process_time()
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         call()
         latencies.append((time.perf_counter() - start) * 1e3)
-    return latencies
+    return latencies, (time.process_time() - cpu_start) * 1e3 / len(latencies)
 
 
-def floor_row(case: str, rows: int, latencies: list[float]) -> dict:
+def floor_row(case: str, rows: int, timed: tuple[list[float], float]) -> dict:
+    latencies, cpu_ms = timed
     per_call_s = statistics.fmean(latencies) / 1e3
     return {
         "bench": BENCH,
@@ -112,10 +126,11 @@ def floor_row(case: str, rows: int, latencies: list[float]) -> dict:
         "p50_ms": report.percentile(latencies, 50),
         "p99_ms": report.percentile(latencies, 99),
         "errors": 0,
+        "cpu_ms_per_request": cpu_ms,
     }
 
 
-def measured_row(case: Case, system: str, results: list[LoadResult]) -> dict:
+def measured_row(case: Case, system: str, results: list[LoadResult], cpu_ms: list[float]) -> dict:
     """Median over the repeats; requests_per_s counts successful (2xx) answers only."""
     per_s = report.median([result.successful_per_s for result in results])
     return {
@@ -129,6 +144,7 @@ def measured_row(case: Case, system: str, results: list[LoadResult]) -> dict:
         "p50_ms": report.median([result.p50_ms for result in results]),
         "p99_ms": report.median([result.p99_ms for result in results]),
         "errors": sum(result.errors for result in results),
+        "cpu_ms_per_request": report.median(cpu_ms),
     }
 
 
@@ -143,9 +159,10 @@ def failed_row(case: Case, system: str, reason: str) -> dict:
     }
 
 
-def first_answer(url: str, body: bytes) -> np.ndarray:
-    """POST once and return the first output as a flat array; anything but a 200 v2 answer raises."""
-    response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30.0)
+def first_answer(url: str, case: Case) -> np.ndarray:
+    """POST the case's body once and return the first output as a flat array; anything but a 200 v2 answer raises."""
+    headers = case.headers or {"Content-Type": "application/json"}
+    response = httpx.post(url, content=case.body, headers=headers, timeout=30.0)
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
     return np.asarray(response.json()["outputs"][0]["data"], dtype=np.float64)
@@ -200,7 +217,7 @@ def started(
                 endpoint = start_peer(make)
                 stack.callback(endpoint.process.stop)
                 run.notes["configs"][label] = endpoint.config
-                answer = first_answer(endpoint.infer_url, check.body)
+                answer = first_answer(endpoint.infer_url, check)
             except (RuntimeError, TimeoutError, httpx.HTTPError, KeyError, ValueError) as error:
                 run.notes["failures"].append(f"{label}: {error}")
                 print(f"  {system}: FAILED: {str(error)[-3000:]}", flush=True)
@@ -218,20 +235,35 @@ def compare(peers: dict[str, servers.Endpoint], cases: list[Case], run: Run) -> 
     """Measure every case on every started peer: warm-up, then REPEATS turns across peers, median per row."""
     for case in cases:
         results: dict[str, list[LoadResult]] = {system: [] for system in peers}
+        cpu_ms: dict[str, list[float]] = {system: [] for system in peers}
         for endpoint in peers.values():
-            run_wrk(endpoint.infer_url, case.body, concurrency=case.concurrency, duration_s=WARMUP_SECONDS)
+            run_wrk(
+                endpoint.infer_url,
+                case.body,
+                concurrency=case.concurrency,
+                duration_s=WARMUP_SECONDS,
+                headers=case.headers,
+            )
         for _ in range(REPEATS):
             for system, endpoint in peers.items():
-                results[system].append(
-                    run_wrk(endpoint.infer_url, case.body, concurrency=case.concurrency, duration_s=SECONDS)
+                pid = endpoint.process.process.pid  # type: ignore[union-attr]  # started
+                cpu_before = servers.cpu_seconds(pid)
+                result = run_wrk(
+                    endpoint.infer_url,
+                    case.body,
+                    concurrency=case.concurrency,
+                    duration_s=SECONDS,
+                    headers=case.headers,
                 )
+                cpu_ms[system].append((servers.cpu_seconds(pid) - cpu_before) * 1e3 / max(1, result.requests))
+                results[system].append(result)
         for system, measured in results.items():
-            row = measured_row(case, system, measured)
+            row = measured_row(case, system, measured, cpu_ms[system])
             run.rows.append(row)
             print(
                 f"  {case.name:<24} {system:<44} {case.rows:>3} rows c{case.concurrency:<3}"
                 f" {row['requests_per_s']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms"
-                f"  errors {row['errors']}",
+                f"  cpu {row['cpu_ms_per_request']:.2f} ms/req  errors {row['errors']}",
                 flush=True,
             )
 
@@ -244,8 +276,8 @@ def lightgbm_bench(bench_models: models.BenchModels, workdir: Path, run: Run) ->
     inputs = {rows: rounded(models.synthetic_features(rows, seed=100 + rows)) for rows in LIGHTGBM_ROWS}
     for rows, array in inputs.items():
         features = array.astype(np.float32)
-        latencies = timed_calls(lambda features=features: booster.predict(features, num_threads=1), SECONDS)
-        run.rows.append(floor_row(name, rows, latencies))
+        timed = timed_calls(lambda features=features: booster.predict(features, num_threads=1), SECONDS)
+        run.rows.append(floor_row(name, rows, timed))
     cases = [
         Case(name, rows, concurrency, v2_body("features", inputs[rows]))
         for rows in LIGHTGBM_ROWS
@@ -309,7 +341,11 @@ def window_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> N
                 run.rows.append(row)
                 floor_per_row[rows] = row["predictions_per_s"]
         run.notes["batching_ceiling_in_process"][name] = floor_per_row[BATCH_ROWS] / floor_per_row[1]
-        cases = [Case(name, 1, concurrency, v2_body(models.WINDOW_INPUT, window)) for concurrency in CONCURRENCIES]
+        binary_body, binary_headers = v2_binary_body(models.WINDOW_INPUT, window)
+        cases = [
+            *(Case(name, 1, concurrency, v2_body(models.WINDOW_INPUT, window)) for concurrency in CONCURRENCIES),
+            Case(f"{name} binary", 1, 16, binary_body, binary_headers),
+        ]
         peers = {
             system: functools.partial(
                 servers.tickserve_predictor,
@@ -338,44 +374,65 @@ def find(rows: list[dict], case: str, system: str, concurrency: int, rows_per_re
     return None
 
 
+def summary_row(case: str, system: str, ratio: float, target: str, met: bool | None = None) -> dict:
+    row = {"bench": BENCH, "case": case, "system": system, "ratio": ratio, "target": target}
+    if met is not None:
+        row["met"] = met
+    return row
+
+
+def cpu_info(case: str, system: str, leaner: dict, costlier: dict) -> dict:
+    """Server CPU per answer, costlier / leaner: robust where a busy shared machine distorts throughput."""
+    ratio = costlier["cpu_ms_per_request"] / leaner["cpu_ms_per_request"]
+    return summary_row(case, system, ratio, "info only: CPU per answer, > 1 favours the first-named side")
+
+
 def summary_rows(rows: list[dict]) -> list[dict]:
-    """The ratios the targets name, each with the rows it came from and whether the target was met."""
+    """The ratios the targets name, each saying whether the target was met, plus CPU-per-answer ratios."""
     summaries = []
     ours = find(rows, "lightgbm", TICKSERVE, 16)
-    theirs = [row for row in rows if row["case"] == "lightgbm" and row["system"].startswith("mlserver")]
-    best = max(
-        (row for row in theirs if row["concurrency"] == 16 and row["rows_per_request"] == 1 and "p99_ms" in row),
-        key=lambda row: row["requests_per_s"],
-        default=None,
-    )
-    if ours and best:
+    theirs = [
+        row
+        for row in rows
+        if row["case"] == "lightgbm" and row["system"].startswith("mlserver") and row["concurrency"] == 16
+    ]
+    theirs = [row for row in theirs if row["rows_per_request"] == 1 and "p99_ms" in row]
+    if ours and theirs:
+        best = max(theirs, key=lambda row: row["requests_per_s"])
         ratio = ours["requests_per_s"] / best["requests_per_s"]
+        met = ratio >= TARGET_VS_MLSERVER and ours["p99_ms"] < P99_BOUND_MS and ours["errors"] == 0
+        target = f">= {TARGET_VS_MLSERVER:g}x and tickserve p99 < {P99_BOUND_MS:g} ms"
         summaries.append(
-            {
-                "bench": BENCH,
-                "case": "target: lightgbm 1 row c16 REST, tickserve / best mlserver",
-                "system": f"vs {best['system']}",
-                "ratio": ratio,
-                "target": f">= {TARGET_VS_MLSERVER:g}x and tickserve p99 < {P99_BOUND_MS:g} ms",
-                "met": ratio >= TARGET_VS_MLSERVER and ours["p99_ms"] < P99_BOUND_MS and ours["errors"] == 0,
-            }
+            summary_row(
+                "target: lightgbm 1 row c16, tickserve / best mlserver", f"vs {best['system']}", ratio, target, met
+            )
         )
-    for fmt in ("onnx", "torchscript"):
-        case = f"window-mlp {fmt}"
+        lean = min(theirs, key=lambda row: row["cpu_ms_per_request"])
+        summaries.append(
+            cpu_info("cpu: lightgbm 1 row c16, tickserve vs leanest mlserver", f"vs {lean['system']}", ours, lean)
+        )
+    for case in (f"window-mlp {fmt}{body}" for fmt in ("onnx", "torchscript") for body in ("", " binary")):
         off, on = find(rows, case, BATCHING_OFF, 16), find(rows, case, BATCHING_ON, 16)
         if off and on:
             ratio = on["requests_per_s"] / off["requests_per_s"]
-            summaries.append(
-                {
-                    "bench": BENCH,
-                    "case": f"target: {case} c16, batching on / off",
-                    "system": TICKSERVE,
-                    "ratio": ratio,
-                    "target": f">= {TARGET_BATCHING:g}x and batched p99 < {P99_BOUND_MS:g} ms",
-                    "met": ratio >= TARGET_BATCHING and on["p99_ms"] < P99_BOUND_MS and on["errors"] == 0,
-                }
-            )
+            met = ratio >= TARGET_BATCHING and on["p99_ms"] < P99_BOUND_MS and on["errors"] == 0
+            target = f">= {TARGET_BATCHING:g}x and batched p99 < {P99_BOUND_MS:g} ms"
+            summaries.append(summary_row(f"target: {case} c16, batching on / off", TICKSERVE, ratio, target, met))
+            summaries.append(cpu_info(f"cpu: {case} c16, batching on vs off", TICKSERVE, on, off))
     return summaries
+
+
+@contextlib.contextmanager
+def stop_servers_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (`timeout`, CI cancelling) into SystemExit so every started server is stopped on the way out.
+
+    The servers run in their own sessions; without this a terminated benchmark would leave them running.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(out_dir: Path) -> list[dict]:
@@ -401,7 +458,7 @@ def run(out_dir: Path) -> list[dict]:
             "load_average_start": os.getloadavg(),
         },
     )
-    with tempfile.TemporaryDirectory(prefix="bench-predictors-") as scratch:
+    with stop_servers_on_sigterm(), tempfile.TemporaryDirectory(prefix="bench-predictors-") as scratch:
         lightgbm_bench(bench_models, Path(scratch), measured)
         window_bench(bench_models, Path(scratch), measured)
     measured.notes["load_average_end"] = os.getloadavg()

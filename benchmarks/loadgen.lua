@@ -1,6 +1,7 @@
 -- wrk script for the predictor benchmarks: POST one fixed JSON body, report exact figures as one JSON line.
--- Usage: wrk -s loadgen.lua URL -- BODY_FILE
+-- Usage: wrk -s loadgen.lua URL -- BODY_FILE [HEADER: VALUE ...]
 -- The body is read from a file so that large tensors (a 60x110 window) never pass through the command line.
+-- Headers default to Content-Type: application/json; later arguments add or replace headers.
 
 function init(args)
   local file = assert(io.open(args[1], "rb"), "cannot open body file " .. tostring(args[1]))
@@ -8,6 +9,11 @@ function init(args)
   wrk.body = file:read("*a")
   file:close()
   wrk.headers["Content-Type"] = "application/json"
+  for i = 2, #args do
+    local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
+    assert(name, "header argument must look like 'Name: value', got " .. args[i])
+    wrk.headers[name] = value
+  end
 end
 
 function done(summary, latency, requests)

@@ -61,8 +61,16 @@ def parse_wrk_output(stdout: str) -> LoadResult:
     raise RuntimeError(f"wrk printed no {RESULT_PREFIX.strip()} line:\n{stdout}")
 
 
-def run_wrk(url: str, body: bytes, *, concurrency: int, duration_s: float, timeout_s: float = 5.0) -> LoadResult:
-    """POST `body` to `url` from `concurrency` connections for `duration_s` seconds.
+def run_wrk(
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    duration_s: float,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 5.0,
+) -> LoadResult:
+    """POST `body` to `url` from `concurrency` connections for `duration_s` seconds (JSON unless `headers` say).
 
     One wrk thread drives all connections: it sustains far more requests per second than a Python server
     answers, and a second thread would only take CPU from the server on a 2-core machine.
@@ -85,6 +93,7 @@ def run_wrk(url: str, body: bytes, *, concurrency: int, duration_s: float, timeo
             url,
             "--",
             body_file.name,
+            *(f"{name}: {value}" for name, value in (headers or {}).items()),
         ]
         completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=duration_s + 60)
     if completed.returncode != 0:

@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from tickserve.processes import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,3 +161,18 @@ def tickserve_predictor(
     process = ServerProcess(tag, command, ready_url=f"{base}/ready", cwd=workdir, env=env, timeout=START_TIMEOUT_S)
     config = {"command": " ".join(command[1:]), "env": env}
     return Endpoint(process, f"{base}/infer", config)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds used so far by a server process and all its children (workers, pools).
+
+    CPU per request is what a busy shared machine distorts least: throughput there depends on who else
+    runs, CPU spent per answer mostly does not.
+    """
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
