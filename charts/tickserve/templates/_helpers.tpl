@@ -109,13 +109,18 @@ capabilities:
   mountPath: /tmp
 {{- end -}}
 
-{{/* Probes on the KServe v2 health endpoints; `model` is the v2 model name. Call with (list "model" port). */}}
+{{/*
+Probes on the KServe v2 health endpoints; `model` is the v2 model name. Call with (list "model" port).
+Every threshold is explicit: Knative validates the probes as written (timeoutSeconds and successThreshold >= 1).
+*/}}
 {{- define "tickserve.v2Probes" -}}
 readinessProbe:
   httpGet:
     path: /v2/models/{{ index . 0 }}/ready
     port: {{ index . 1 }}
   periodSeconds: 5
+  timeoutSeconds: 2
+  successThreshold: 1
   failureThreshold: 3
 livenessProbe:
   httpGet:
@@ -123,6 +128,8 @@ livenessProbe:
     port: {{ index . 1 }}
   initialDelaySeconds: 10
   periodSeconds: 10
+  timeoutSeconds: 2
+  successThreshold: 1
   failureThreshold: 6
 {{- end -}}
 
