@@ -14,9 +14,10 @@ import logging
 import os
 import tempfile
 from concurrent import futures
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +25,7 @@ from grpc import aio
 from kserve import ModelServer
 from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
-from kserve.errors import InvalidInput, ModelNotFound
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -65,15 +66,48 @@ async def metrics(request: Request) -> Response:
     return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
+async def infer(request: Request, model_name: str) -> Response:
+    """POST /v2/models/{name}/infer without KServe's FastAPI body model: KServe's route validates JSON bodies with
+    pydantic, converts them again into its own types and re-validates and re-encodes the response; this one
+    decodes the raw body once (JSON or binary extension, `wire`) and writes the response with orjson."""
+    dataplane = PredictorDataPlane.current
+    if dataplane is None:
+        raise ServerNotReady("the predictor data plane is not set up")
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    headers = dict(request.headers)
+    infer_request = dataplane.decode_inference_request(await request.body(), headers, model_name)
+    response, _ = await dataplane.infer(model_name=model_name, request=infer_request, headers=headers)
+    body, json_length = response.to_rest()
+    if json_length is None:
+        return Response(orjson.dumps(body), media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={"inference-header-content-length": str(json_length)}
+    )
+
+
 # At import, on KServe's module-level app: REST worker processes (--workers > 1) import the app afresh and import
 # this module when they unpickle the data plane below, so every process answers the same way. Routes added here
 # come before the ones KServe adds when the server starts, so this /metrics is the one served.
 kserve_model_server.app.add_exception_handler(RequestValidationError, request_validation_error)
 kserve_model_server.app.add_api_route("/metrics", metrics, methods=["GET"])
+kserve_model_server.app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
 kserve_model_server.app.router.on_startup.append(load_restored_repositories)
 
 
 class PredictorDataPlane(DataPlane):
+    """The process's data plane, also reachable by the module-level routes above (set when built or unpickled)."""
+
+    current: ClassVar[PredictorDataPlane | None] = None
+
+    def __init__(self, model_registry: PredictorRepository) -> None:
+        super().__init__(model_registry=model_registry)
+        PredictorDataPlane.current = self
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        PredictorDataPlane.current = self
+
     def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
         try:
             if isinstance(body, bytes):

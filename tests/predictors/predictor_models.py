@@ -96,15 +96,23 @@ def save_torchscript_mlflow(path: Path, module) -> Path:
 
 
 def guarded_module():
-    """Fails (a server error, not bad input) on any negative value: lets a test put one failing request into a
-    batch of good ones."""
+    """Fails (a server error, not bad input) on any negative value, so a test can put one failing request into a
+    batch of good ones. Answers x * 2 after some busy work, so that a large request keeps the model busy while
+    small ones queue up behind it."""
     import torch
 
     class Guarded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.eye(256) * 0.5)
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if bool((x < 0).any()):
                 raise ValueError("negative input")
-            return x * 2.0
+            busy = x.new_ones(x.shape[0], 256)
+            for _ in range(40):
+                busy = torch.tanh(busy @ self.weight)
+            return x * 2.0 + 0.0 * busy.sum(dim=1, keepdim=True)
 
     return Guarded().eval()
 
