@@ -8,6 +8,7 @@ reported as `PredictorUnavailable` (with whether an immediate retry can help) an
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,7 +80,10 @@ class RestPredictorClient:
 
     def __init__(self, base_url: str, timeout_seconds: float) -> None:
         self._base_url = base_url
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds)
+        # TCP_NODELAY: httpx writes headers and body separately, and Nagle's algorithm would hold the body back
+        # until the headers are acknowledged (milliseconds on loopback).
+        transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds, transport=transport)
 
     async def feature_names(self, model: str) -> tuple[str, ...]:
         response = await self._send("GET", model, f"/v2/models/{model}")
