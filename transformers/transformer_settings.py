@@ -38,7 +38,7 @@ class TransformerSettings(BaseSettings):
         "stable", description="rollout track of this deployment (stable, canary), recorded per prediction"
     )
     max_feature_age_seconds: float = Field(
-        120.0, gt=0, description="features whose bar is older than this (event time vs now) are refused"
+        300.0, gt=0, description="features whose bar is older than this (event time vs now) are refused"
     )
     prediction_cache_ttl_seconds: float = Field(300.0, gt=0, description="lifetime of a cached prediction")
     stream_maxlen: int = Field(100_000, gt=0, description="approximate cap of the predictions stream")
