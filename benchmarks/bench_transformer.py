@@ -190,6 +190,7 @@ def run(out_dir: Path) -> list[dict]:
 
     from tickserve.processes import ServerProcess, free_port
 
+    load_average = os.getloadavg()[0]  # two shared cores: a busy machine explains slow figures
     workdir = Path(tempfile.mkdtemp(prefix="bench-transformer-"))
     redis_port, predictor_http, predictor_grpc = free_port(), free_port(), free_port()
     model_dir = workdir / "signal-1h"
@@ -254,6 +255,7 @@ def run(out_dir: Path) -> list[dict]:
             "warmup_s": WARMUP,
             "target": "p99 < 5 ms on loopback",
             "load": "open-loop from a second process; latency from the scheduled send time",
+            "load_average_at_start": load_average,
         },
     )
     return rows
