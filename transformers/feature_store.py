@@ -7,7 +7,8 @@ Key layout (all values written by `tickserve ingest`):
   feature-schema version. Only symbols whose windows are full are written. Overwritten on every bar: readers always see the latest value and never slow
   the writer down.
 - `tickserve:schema:{version}` string: the JSON list of feature names of that schema version, in vector
-  order. Written once per writer; versions are immutable, so readers cache them forever.
+  order. Restated with every batch (Redis may have restarted empty); versions are immutable, so readers
+  cache them.
 - `tickserve:prices:{symbol}` sorted set: close prices scored by event time (member `"{ts}:{price}"`),
   trimmed to `price_history_seconds`. The quality monitor reads realised returns from it.
 
@@ -75,12 +76,11 @@ class FeatureWriter:
     def __init__(self, client: redis.Redis, price_history_seconds: float) -> None:
         self._client = client
         self._price_history_seconds = price_history_seconds
-        self._registered_schemas: set[str] = set()
 
     async def write(self, batch: HotFeatures) -> None:
         pipe = self._client.pipeline(transaction=True)
-        if batch.schema_version not in self._registered_schemas:
-            pipe.set(schema_key(batch.schema_version), json.dumps(list(batch.feature_names)))
+        # Every batch restates its schema (one small SET): a restarted Redis has none, and readers need it.
+        pipe.set(schema_key(batch.schema_version), json.dumps(list(batch.feature_names)))
         vectors = np.ascontiguousarray(batch.vectors, dtype=VECTOR_DTYPE)
         for row, symbol in enumerate(batch.symbols):
             pipe.hset(
@@ -99,7 +99,6 @@ class FeatureWriter:
         for symbol, ts in newest.items():
             pipe.zremrangebyscore(prices_key(symbol), "-inf", f"({ts - self._price_history_seconds!r}")
         await pipe.execute()
-        self._registered_schemas.add(batch.schema_version)
 
 
 @dataclass(frozen=True)
