@@ -155,7 +155,13 @@ class QualityMonitor:
     async def run(self, poll_seconds: float) -> None:
         await self.start()
         while True:
-            await self.step(round(poll_seconds * 1000))
+            try:
+                await self.step(round(poll_seconds * 1000))
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("the consumer group is gone (Redis restarted empty?); creating it again")
+                await self.start()
 
     async def _read(self, start: str, block_ms: int | None) -> int:
         """Add entries after `start` ("0": this consumer's pending ones; ">": new ones); the number read."""
