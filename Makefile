@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tickserve
+export TOOLS_CACHE  # the k8s test tier finds the binaries `make envtest-assets` built here
 
-.PHONY: install system-deps envtest-assets test test-unit lint bench demo e2e manifests clean
+.PHONY: install system-deps envtest-assets test test-unit test-k8s lint bench demo e2e manifests clean
 
 install: system-deps ## create .venv with tickserve (editable) and everything the tests need
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,8 +26,11 @@ lint:
 test: lint ## every test tier; in CI a tier that cannot run fails instead of skipping
 	$(VENV)/bin/pytest
 
-test-unit:
+test-unit: ## no servers: pure unit tests
 	$(VENV)/bin/pytest -m "not integration and not k8s"
+
+test-k8s: ## the k8s tier only (envtest-style kube-apiserver + etcd)
+	$(VENV)/bin/pytest -m k8s
 
 bench: ## side-by-side benchmarks; JSON under bench-results/ and a printed table
 	$(PY) benchmarks/run.py $(BENCH)
