@@ -1,32 +1,14 @@
-"""Shared test plumbing: the tier policy and real servers started as processes.
-
-Tier policy: a test that needs something this machine lacks (a binary, envtest assets) calls
-`require(...)`. On a developer's machine it skips with a loud reason; in CI (`CI` set) it fails, so a tier
-that cannot run is never silently green.
-"""
+"""Shared fixtures: real servers started as processes. The tier policy (`require`) lives in tiers.py."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from servers import ServerProcess, free_port, in_ci
+from servers import ServerProcess, free_port
+from tiers import require, require_binary
 
-
-def require(condition: bool, reason: str) -> None:
-    """Skip (developer machine) or fail (CI) when `condition` is false."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"required in CI: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {reason}")
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    require(path is not None, f"`{name}` is not on PATH; `make install` installs it")
-    return path  # type: ignore[return-value]
+__all__ = ["require", "require_binary"]  # older tests import the policy from here
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,7 @@ CRDs, helm, kubectl and kubeconform. This docstring is the contract for tests in
 Every test collected from this folder is marked `k8s` (`pytest -m k8s` runs the tier, `-m "not k8s"` skips it).
 Binaries come from KUBEBUILDER_ASSETS (etcd, kube-apiserver, kubectl) or from `make envtest-assets`, which builds
 them with Go into ${TOOLS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/tickserve}/bin. When they are missing, the fixtures
-skip loudly on a developer machine and fail in CI (`require` from tests/conftest.py; test modules here may
-`from conftest import require`).
+skip loudly on a developer machine and fail in CI (`from tiers import require`).
 
 Fixtures (all session-scoped except `namespace`):
 
@@ -48,7 +47,6 @@ resource=, group="", target_namespace=None, subresource="", name="") -> bool` (a
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -68,22 +66,9 @@ from kube import (
     run,
     write_kubeconform_schemas,
 )
+from tiers import require
 
 K8S_DIR = Path(__file__).parent
-
-
-def _load_tier_policy() -> Callable[[bool, str], None]:
-    """`require` from tests/conftest.py. `from conftest import require` cannot work here: while pytest imports this
-    file, the module name `conftest` is this file. Test modules in this folder may still write
-    `from conftest import require`, because this module re-exports it."""
-    spec = importlib.util.spec_from_file_location("tickserve_tests_root_conftest", K8S_DIR.parent / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.require
-
-
-require = _load_tier_policy()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
