@@ -9,6 +9,7 @@ the model's single inference thread, so a reload never doubles the framework's t
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,7 @@ async def load_restored_repositories() -> None:
             predictor = await asyncio.to_thread(repository.build, name)
             predictor.start()
             repository.update(predictor)
+    gc.freeze()  # as in __main__: keep the loaded frameworks out of the GC's scans
 
 
 class PredictorRepositoryExtension(ModelRepositoryExtension):
