@@ -99,9 +99,19 @@ class TickPredictor(Model, ABC):
                 f"model '{self.name}' speaks the Open Inference Protocol (v2): use /v2/models/{self.name}/infer"
             )
         inputs, rows = decode_request(payload, self.signature, self.settings.max_request_rows)
+        self._check_requested_outputs(payload)
         if self._batcher is not None:
             outputs = await self._batcher.submit(inputs, rows)
         else:
             self.metrics.batch(rows)
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.predict_arrays, inputs)
         return encode_response(payload, outputs, self.name, self.model_version)
+
+    def _check_requested_outputs(self, payload: InferRequest) -> None:
+        """Refuse unknown requested outputs before spending a model call on them."""
+        known = [spec.name for spec in self.output_specs()]
+        unknown = [output.name for output in payload.request_outputs or [] if output.name not in known]
+        if unknown:
+            raise InvalidInput(
+                f"unknown requested output(s) {', '.join(unknown)}: the model answers {', '.join(known)}"
+            )

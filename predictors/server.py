@@ -1,9 +1,12 @@
 """KServe's ModelServer, adjusted where its defaults hurt a realtime predictor.
 
-- Bodies are decoded by `wire` (binary tensors stay bytes; malformed JSON / protobuf is a 400 /
-  INVALID_ARGUMENT, not a 500) and rejected bodies are counted as client errors of the model.
-- gRPC runs without KServe's per-call logging interceptor, and parses ModelInfer messages itself.
-- Per-request log lines (latency, access log) are off unless --enable_latency_logging is set.
+- POST /v2/models/{name}/infer decodes the raw body once (`wire`: JSON or the binary extension, binary tensors
+  stay bytes) and answers with orjson; malformed JSON / protobuf is a 400 / INVALID_ARGUMENT, not a 500, and
+  counts as a client error of the model.
+- gRPC runs without KServe's per-call logging interceptor and parses ModelInfer messages itself.
+- /metrics aggregates all processes when --workers > 1; REST worker processes load their models at startup.
+- Per-request log lines (latency, access log) are off unless --enable_latency_logging is set, and rejected
+  requests log one WARNING line instead of an ERROR traceback.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ def assert_still_serving(predictor) -> None:
     assert response.json()["outputs"][0]["name"] == "probabilities"
 
 
+UNKNOWN_OUTPUT = {**GOOD, "outputs": [{"name": "prediction"}]}
 SHORT_DATA = {"inputs": [{"name": "features", "shape": [1, 6], "datatype": "FP64", "data": [0.5] * 5}]}
 REST_CASES = [
     pytest.param("nosuchmodel", json.dumps(GOOD), {}, 404, "nosuchmodel", id="unknown-model"),
@@ -39,6 +40,9 @@ REST_CASES = [
     pytest.param(None, '{"inputs": [{"name": "features", "sha', {}, 400, "JSON", id="malformed-json"),
     pytest.param(None, '{"id": "x"}', {}, 400, "inputs", id="no-inputs"),
     pytest.param(None, json.dumps(SHORT_DATA), {}, 400, "do not fill", id="data-does-not-fill-shape"),
+    pytest.param(
+        None, json.dumps(UNKNOWN_OUTPUT), {}, 400, "unknown requested output(s) prediction", id="unknown-output"
+    ),
     pytest.param(
         None,
         json.dumps(GOOD),
