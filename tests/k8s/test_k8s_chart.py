@@ -94,6 +94,13 @@ def test_canary_of_the_stable_version_is_refused(helm_cli, tmp_path: Path) -> No
     assert "models[ticks-1m].canary.version" in result.stderr
 
 
+def test_canary_of_the_stable_model_file_is_refused(helm_cli, tmp_path: Path) -> None:
+    values = {"models": [model(canary={"version": "4", "storageUri": "s3://m/ticks-1m/3", "trafficPercent": 10})]}
+    result = helm_cli("template", "tickserve", str(CHART), "--values", str(write_values(tmp_path, values)), check=False)
+    assert result.returncode != 0
+    assert "models[ticks-1m].canary.storageUri" in result.stderr
+
+
 def test_standard_canary_larger_than_stable_is_refused(helm_cli, tmp_path: Path) -> None:
     values = {
         "models": [model(canary={"version": "4", "storageUri": "s3://m/4", "trafficPercent": 10})],

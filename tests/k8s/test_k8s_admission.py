@@ -1,0 +1,180 @@
+"""The admission checks of the real controllers, which envtest does not run: what the chart renders passes KServe
+v0.20.0's InferenceService webhook (e2e/kserve-validate) and Knative Serving 1.21's pod-spec validation
+(e2e/knative-validate, knative.dev/serving v0.48.1), both compiled from the upstream Go code.
+
+They refuse things the CRD schemas and kubeconform accept: Knative a pod securityContext, nodeSelector or tolerations
+without feature flags; KServe a canary outside Standard mode, a canary without a storage URI, or renaming a
+predictor (promotion) without a model change."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import require
+from kube import run, tools_cache_dir
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "tickserve"
+VALUE_SETS = sorted(path.name.removesuffix("-values.yaml") for path in (CHART / "ci").glob("*-values.yaml"))
+POD_SPEC_FIELDS = ("containers", "volumes", "serviceAccountName", "imagePullSecrets", "securityContext",
+                   "nodeSelector", "tolerations", "affinity")  # fmt: skip
+GPU_FLAGS = "kubernetes.podspec-nodeselector kubernetes.podspec-tolerations"
+
+
+def go_tool(module_dir: Path, pinned_module: str) -> Path:
+    """Build the command in `module_dir` once per pinned upstream version into the tools cache (as envtest-assets
+    does for its tools); later sessions reuse it."""
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    require(go is not None, f"Go is needed to build {module_dir.relative_to(REPO)} (https://go.dev/dl/)")
+    version = re.search(
+        rf"^\s*(?:require\s+)?{re.escape(pinned_module)} (v\S+)", (module_dir / "go.mod").read_text(), re.M
+    )
+    assert version is not None, f"{module_dir}/go.mod does not require {pinned_module}"
+    binary = tools_cache_dir() / "bin" / f"{module_dir.name}-{version.group(1)}"
+    if not os.access(binary, os.X_OK):
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        partial = binary.with_suffix(".partial")
+        run(
+            ["bash", "-c", f'cd "{module_dir}" && "{go}" build -trimpath -o "{partial}" .'],
+            env={"GOFLAGS": "-mod=readonly -buildvcs=false", "CGO_ENABLED": "0"},
+        )
+        partial.rename(binary)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def knative_validate() -> Path:
+    return go_tool(REPO / "e2e" / "knative-validate", "knative.dev/serving")
+
+
+@pytest.fixture(scope="session")
+def kserve_validate() -> Path:
+    return go_tool(REPO / "e2e" / "kserve-validate", "github.com/kserve/kserve")
+
+
+def render(helm_cli, tmp_path: Path, value_set: str, **changes: object) -> list[dict]:
+    """The InferenceServices of a value set, with top-level `changes` to its values."""
+    values = YAML(typ="safe").load((CHART / "ci" / f"{value_set}-values.yaml").read_text())
+    values.update(changes)
+    path = tmp_path / f"{value_set}-{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps(values))
+    rendered = helm_cli("template", "tickserve", str(CHART), "--namespace", "tickserve", "--values", str(path)).stdout
+    return [doc for doc in YAML(typ="safe").load_all(rendered) if doc and doc["kind"] == "InferenceService"]
+
+
+# --- KServe's InferenceService webhook -------------------------------------------------------------------------------
+
+
+def kserve_verdicts(binary: Path, reviews: list[tuple[dict | None, dict]]) -> list[str | None]:
+    payload = json.dumps([{"old": old, "new": new} for old, new in reviews])
+    return [verdict["error"] for verdict in json.loads(run([binary], input=payload).stdout)]
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_kserve_admits_every_rendered_inference_service(
+    helm_cli, kserve_validate: Path, tmp_path: Path, value_set: str
+) -> None:
+    isvcs = render(helm_cli, tmp_path, value_set)
+    assert kserve_verdicts(kserve_validate, [(None, isvc) for isvc in isvcs]) == [None] * len(isvcs)
+
+
+def promoted(models: list[dict]) -> list[dict]:
+    """The values after promotion: each canary becomes the stable version, no canary left."""
+    return [
+        {**m, "stable": {k: m["canary"][k] for k in ("version", "storageUri")}, "canary": None}
+        if m.get("canary")
+        else m
+        for m in models
+    ]
+
+
+@pytest.mark.parametrize("value_set", ["standard", "knative"])
+def test_kserve_admits_canary_steps_and_promotion(
+    helm_cli, kserve_validate: Path, tmp_path: Path, value_set: str
+) -> None:
+    models = YAML(typ="safe").load((CHART / "ci" / f"{value_set}-values.yaml").read_text())["models"]
+    stable_only = [{**m, "canary": None} for m in models]
+    halfway = [{**m, "canary": {**m["canary"], "trafficPercent": 50}} if m.get("canary") else m for m in models]
+    steps = [
+        render(helm_cli, tmp_path, value_set, models=step) for step in (stable_only, models, halfway, promoted(models))
+    ]
+    reviews = [
+        (old, new) for before, after in itertools.pairwise(steps) for old, new in zip(before, after, strict=True)
+    ]
+    assert kserve_verdicts(kserve_validate, reviews) == [None] * len(reviews)
+
+
+def test_kserve_refuses_what_the_chart_guards_against(helm_cli, kserve_validate: Path, tmp_path: Path) -> None:
+    """The validator is live, and the rules the chart's template checks mirror are real KServe rules."""
+    [standard] = render(helm_cli, tmp_path, "standard")
+    knative_canary = copy.deepcopy(standard)
+    knative_canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "Knative"
+    same_name = copy.deepcopy(standard)
+    same_name["spec"]["canary"][0]["predictor"]["name"] = standard["spec"]["predictor"]["name"]
+    renamed_same_model = copy.deepcopy(standard)
+    renamed_same_model["spec"]["predictor"]["name"] = "v9"
+    errors = kserve_verdicts(
+        kserve_validate, [(None, knative_canary), (None, same_name), (standard, renamed_same_model)]
+    )
+    assert "canary is only supported in Standard deployment mode" in str(errors[0])
+    assert "conflicts with stable predictor name" in str(errors[1])
+    assert "predictor.name change requires a model change" in str(errors[2])
+
+
+# --- Knative's pod-spec validation -----------------------------------------------------------------------------------
+
+
+def knative_pod_specs(isvcs: list[dict]) -> dict[str, dict]:
+    """`<isvc>/<component>` -> the pod-spec part of that InferenceService component (what becomes the Revision)."""
+    specs = {}
+    for isvc in isvcs:
+        for component in ("predictor", "transformer"):
+            fields = isvc["spec"][component]
+            specs[f"{isvc['metadata']['name']}/{component}"] = {k: fields[k] for k in POD_SPEC_FIELDS if k in fields}
+    assert specs
+    return specs
+
+
+def knative_verdicts(binary: Path, specs: dict[str, dict], features: str = "") -> dict[str, dict]:
+    result = run([binary, "-features", features], input=json.dumps(list(specs.values())))
+    return dict(zip(specs, json.loads(result.stdout), strict=True))
+
+
+def test_knative_accepts_the_chart_with_default_feature_flags(helm_cli, knative_validate: Path, tmp_path: Path) -> None:
+    verdicts = knative_verdicts(knative_validate, knative_pod_specs(render(helm_cli, tmp_path, "knative")))
+    assert {name: v["error"] for name, v in verdicts.items() if v["error"]} == {}
+    # No "insecure default" warnings either: every container sets its security context explicitly.
+    assert {name: v["warning"] for name, v in verdicts.items() if v["warning"]} == {}
+
+
+def test_gpu_scheduling_needs_the_nodeselector_and_tolerations_flags(
+    helm_cli, knative_validate: Path, tmp_path: Path
+) -> None:
+    specs = knative_pod_specs(render(helm_cli, tmp_path, "gpu", deploymentMode="Knative"))
+    refused = knative_verdicts(knative_validate, specs)
+    predictors = [name for name in specs if name.endswith("/predictor")]
+    assert predictors
+    for name in predictors:
+        assert "nodeSelector" in str(refused[name]["error"]) and "tolerations" in str(refused[name]["error"])
+    accepted = knative_verdicts(knative_validate, specs, GPU_FLAGS)
+    assert {name: v["error"] for name, v in accepted.items() if v["error"]} == {}
+
+
+def test_a_pod_level_security_context_would_be_refused(knative_validate: Path) -> None:
+    """Why the chart sets security at container level: the same settings at pod level are refused by default."""
+    spec = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+        "containers": [
+            {"image": "ghcr.io/tickserve/predictor:0.1.0", "ports": [{"name": "http1", "containerPort": 8080}]}
+        ],
+    }
+    [verdict] = knative_verdicts(knative_validate, {"pod": spec}).values()
+    assert "securityContext.runAsUser" in str(verdict["error"])
