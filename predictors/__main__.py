@@ -7,8 +7,10 @@ its parser, used as a parent; the TICKSERVE_* settings have flags of the same na
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -44,8 +46,10 @@ def share_metrics_between_processes(argv: list[str]) -> None:
     multiprocess mode, which must be chosen before prometheus_client is imported (KServe imports it)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--workers", type=int, default=1)
-    if pre.parse_known_args(argv)[0].workers > 1 and "prometheus_client" not in sys.modules:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="tickserve-metrics-"))
+    wanted = pre.parse_known_args(argv)[0].workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if wanted and "prometheus_client" not in sys.modules:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = tempfile.mkdtemp(prefix="tickserve-metrics-")
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.configure_logging and not args.log_config_file:
         args.log_config_file = model_server.args.log_config_file = write_log_config(args.enable_latency_logging)
+        atexit.register(os.unlink, args.log_config_file)  # read by REST workers as they (re)start: keep until exit
     if args.configure_logging:
         kserve_logging.configure_logging(args.log_config_file)
     repository = PredictorRepository({args.model_name: Path(args.model_dir)}, settings, threads)
