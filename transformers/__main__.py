@@ -23,6 +23,7 @@ from tickserve.transformers.feature_store import connect
 from tickserve.transformers.predictor_client import predictor_client
 from tickserve.transformers.transformer import FeatureTransformer
 from tickserve.transformers.transformer_errors import add_rest_handlers
+from tickserve.transformers.transformer_rest import add_infer_route
 from tickserve.transformers.transformer_settings import TransformerSettings
 
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     transformer.load()
     add_rest_handlers(model_server.app)
+    add_infer_route(model_server.app, transformer)
     server = ModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
