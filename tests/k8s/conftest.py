@@ -24,8 +24,8 @@ Fixtures (all session-scoped except `namespace`):
   What it is: RBAC authorization, default admission plugins except ServiceAccount, service CIDR 10.0.0.0/24,
   strict OpenAPI/CRD validation. What it is not: no controllers, scheduler or kubelet, so nothing reconciles
   (no Pods from Deployments, no ServiceAccount tokens, namespaces stay Terminating after delete) and no
-  KServe/prometheus-operator webhooks (KServe's range checks such as canaryTrafficPercent <= 100 live in its
-  webhook, not in the CRD schema, so the API server here accepts 150).
+  KServe/prometheus-operator webhooks. `predictor.canaryTrafficPercent` has no bounds in KServe v0.20.0's CRD
+  (nor in its webhook), so the API server here accepts 150; the chart's values.schema.json bounds it.
 - `crds` -> kube.InstalledCrds: depends on control_plane; the CRDs from hack/crds.sh, read from the Go module cache,
   applied and Established (about 15 s, most of it the 0.6 MB InferenceService schema): every KServe v0.20.0
   config/crd/full CRD, and prometheus-operator v0.85.0's PodMonitor, ServiceMonitor, PrometheusRule and Probe

@@ -136,9 +136,9 @@ def test_inference_service_schema_refuses_bad_specs(
 def test_canary_percent_range_is_not_in_the_crd_schema(
     control_plane: ControlPlane, crds: InstalledCrds, namespace: str
 ) -> None:
-    """KServe checks 0 <= canaryTrafficPercent <= 100 in its admission webhook, which this tier does not run; the
-    CRD schema has no bounds, so the API server stores 150. Chart and rollback code must validate the range
-    themselves. If a KServe bump adds schema bounds, this fails: then tests may rely on the API server for it."""
+    """KServe v0.20.0 bounds `predictor.canaryTrafficPercent` neither in its CRD schema nor in its webhook (see
+    test_k8s_admission for the webhook), so the API server stores 150. Chart and rollback code must validate the
+    range themselves (the chart schema does). If a KServe bump adds schema bounds, this fails: then tests may rely on the API server for it."""
     server_side_apply(control_plane, inference_service("over", "canaryTrafficPercent: 150"), namespace=namespace)
     stored = read_back(control_plane, "inferenceservice", "over", namespace)
     assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 150
