@@ -82,7 +82,10 @@ class RestPredictorClient:
         self._base_url = base_url
         # TCP_NODELAY: httpx writes headers and body separately, and Nagle's algorithm would hold the body back
         # until the headers are acknowledged (milliseconds on loopback).
-        transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        transport = httpx.AsyncHTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),  # no reconnect churn
+        )
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds, transport=transport)
 
     async def feature_names(self, model: str) -> tuple[str, ...]:
