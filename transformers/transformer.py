@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -38,6 +39,7 @@ from tickserve.transformers.feature_store import (
     features_key,
 )
 from tickserve.transformers.prediction_cache import Prediction, PredictionSink, cache_key
+from tickserve.transformers.predictor_batching import CoalescingCaller
 from tickserve.transformers.predictor_client import (
     PredictorClient,
     PredictorOutput,
@@ -137,6 +139,7 @@ class FeatureTransformer(Model):
         self._feature_names: dict[str, tuple[str, ...]] = {}
         self._model_versions: dict[str, str] = {}
         self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+        self._callers: dict[tuple[str, tuple[str, ...]], CoalescingCaller] = {}
 
     def _predictor(self, model: str) -> PredictorClient:
         """The client for `model`'s host, created on first use inside the serving event loop (gRPC binds to it)."""
@@ -238,15 +241,15 @@ class FeatureTransformer(Model):
 
     async def _infer(self, model: str, rows: list[StoredFeatures]) -> PredictorOutput:
         names = await self._signature(model)
-        output = await self._call_predictor(model, await self._matrix(model, names, rows))
+        output = await self._call_predictor(model, names, await self._matrix(model, names, rows))
         known_version = self._model_versions.setdefault(model, output.model_version)
         if output.model_version != known_version:
             # A new model version may order (or choose) its features differently: re-read its signature.
             self._model_versions[model] = output.model_version
-            del self._feature_names[model]
+            self._feature_names.pop(model, None)
             fresh_names = await self._signature(model)
             if fresh_names != names:
-                output = await self._call_predictor(model, await self._matrix(model, fresh_names, rows))
+                output = await self._call_predictor(model, fresh_names, await self._matrix(model, fresh_names, rows))
         return output
 
     async def _signature(self, model: str) -> tuple[str, ...]:
@@ -254,7 +257,14 @@ class FeatureTransformer(Model):
             self._feature_names[model] = await self._with_predictor(self._predictor(model).feature_names, model)
         return self._feature_names[model]
 
-    async def _call_predictor(self, model: str, matrix: np.ndarray) -> PredictorOutput:
+    async def _call_predictor(self, model: str, names: tuple[str, ...], matrix: np.ndarray) -> PredictorOutput:
+        """Through the (model, signature)'s coalescing caller, so concurrent misses share predictor calls."""
+        key = (model, names)
+        if key not in self._callers:
+            self._callers[key] = CoalescingCaller(partial(self._predictor_call, model))
+        return await self._callers[key](matrix)
+
+    async def _predictor_call(self, model: str, matrix: np.ndarray) -> PredictorOutput:
         PREDICTOR_ROWS.labels(model).inc(len(matrix))
         output = await self._with_predictor(self._predictor(model).infer, model, matrix)
         if len(output.probabilities) != len(matrix):

@@ -42,7 +42,7 @@ class TransformerSettings(BaseSettings):
     )
     prediction_cache_ttl_seconds: float = Field(300.0, gt=0, description="lifetime of a cached prediction")
     stream_maxlen: int = Field(100_000, gt=0, description="approximate cap of the predictions stream")
-    redis_timeout_seconds: float = Field(0.5, gt=0, description="socket timeout of one Redis round trip")
+    redis_timeout_seconds: float = Field(1.0, gt=0, description="socket timeout of one Redis round trip")
     dependency_attempts: int = Field(3, ge=1, description="attempts per Redis or predictor call before a 503")
     retry_wait_seconds: float = Field(0.02, ge=0, description="first wait between attempts (doubles, capped at 0.2 s)")
 
