@@ -6,9 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from servers import ServerProcess, free_port
-from tiers import require, require_binary
-
-__all__ = ["require", "require_binary"]  # older tests import the policy from here
+from tiers import require_binary
 
 
 @pytest.fixture(scope="session")

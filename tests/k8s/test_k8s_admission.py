@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import require
 from kube import run, tools_cache_dir
 from ruamel.yaml import YAML
+from tiers import require
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tickserve"
