@@ -167,21 +167,26 @@ async def test_unknown_symbol_is_404_and_bad_requests_400(stack, store_url) -> N
 
 
 async def test_grpc_clients_get_the_same_answer(stack, store_url) -> None:
-    import tritonclient.grpc as grpcclient
+    # KServe's v2 gRPC client (tritonclient.grpc cannot share a process with KServe's protobuf descriptors).
+    import grpc
+    from kserve.inference_client import InferenceGRPCClient
+    from kserve.protocol.infer_type import InferInput, InferRequest
 
     front, _ = stack
     await write_features(store_url, {"GRPC": np.random.default_rng(10).normal(size=len(NAMES))})
     rest = columns(ask(front, ["GRPC"]))
-    client = grpcclient.InferenceServerClient(front.grpc)
-    symbols = grpcclient.InferInput("symbols", [1], "BYTES")
-    symbols.set_data_from_numpy(np.array([b"GRPC"], dtype=object))
 
-    result = client.infer("signal", [symbols])
+    def symbols(name: bytes) -> InferRequest:
+        tensor = InferInput("symbols", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([name], dtype=object), binary_data=True)
+        return InferRequest("signal", [tensor])
 
-    assert result.as_numpy("prediction")[0] == pytest.approx(rest["prediction"][0], abs=1e-6)
-    assert result.as_numpy("cached")[0]
-    missing = grpcclient.InferInput("symbols", [1], "BYTES")
-    missing.set_data_from_numpy(np.array([b"NOSUCH"], dtype=object))
-    with pytest.raises(Exception, match="NOSUCH") as error:
-        client.infer("signal", [missing])
-    assert "NOT_FOUND" in str(error.value) or "StatusCode.NOT_FOUND" in repr(error.value)
+    async with InferenceGRPCClient(front.grpc, retries=0) as client:
+        result = await client.infer(symbols(b"GRPC"))
+        outputs = {output.name: output.as_numpy() for output in result.outputs}
+        assert outputs["prediction"][0] == pytest.approx(rest["prediction"][0], abs=1e-6)
+        assert outputs["cached"][0]
+        with pytest.raises(grpc.RpcError) as error:
+            await client.infer(symbols(b"NOSUCH"))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "NOSUCH" in error.value.details()
