@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from conftest import require_binary
 from servers import ServerProcess, free_port
 from serving_stack import NAMES, Endpoint, ask, columns, predictor, save_signal_model, transformer, write_features
+from tiers import require_binary
 
 pytestmark = pytest.mark.integration
 HORIZONS = {"1h": "signal-1h"}
