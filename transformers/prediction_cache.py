@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import redis.asyncio as redis
 
@@ -45,9 +45,13 @@ class Prediction:
     schema_version: str
     predicted_at: float
 
+    def as_dict(self) -> dict[str, str | float]:
+        # Not dataclasses.asdict: it deep-copies every field, a visible cost at 1,000 predictions/s.
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
     def to_fields(self) -> dict[str, str]:
         """Flat string fields, the form of stream entries."""
-        return {key: value if isinstance(value, str) else repr(value) for key, value in asdict(self).items()}
+        return {key: value if isinstance(value, str) else repr(value) for key, value in self.as_dict().items()}
 
     @classmethod
     def from_fields(cls, raw: Mapping[bytes | str, bytes | str]) -> Prediction:
@@ -63,11 +67,14 @@ class Prediction:
         return cls(**values)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(self.as_dict())
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Prediction:
         return cls(**json.loads(raw))
+
+
+_FIELD_NAMES = tuple(field.name for field in fields(Prediction))
 
 
 class PredictionSink:
