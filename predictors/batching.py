@@ -2,8 +2,11 @@
 
 While the model is busy, requests accumulate and leave together (up to `max_batch_size` rows) as soon as it is
 free. An idle model also waits up to `max_latency_ms` for a batch to fill, but only while requests are arriving
-concurrently (the previous batch held more than one request): a lone caller never waits for companions that are
-not coming, so batches grow with load and low-load latency stays that of a single call.
+concurrently (one arrived while another was still unanswered, within the last `LOAD_MEMORY_S`, or ten times
+the wait if longer): a lone caller never waits for companions that are not coming, so batches grow with load and
+low-load latency stays that of a single call. Concurrency is judged by overlapping requests, not by the size of
+the previous batch: under load a batch of one (the wait ran out with one request, as happens when the HTTP
+front end rather than the model is the bottleneck) must not turn the wait off for the batches after it.
 Each request's rows are split back to its own caller. If a batched call fails, its requests are retried one
 by one so a single bad request fails only itself. Model calls run on the model's executor thread, never on
 the event loop, so health checks answer while the model is saturated.
@@ -21,6 +24,7 @@ import numpy as np
 
 Arrays = dict[str, np.ndarray]
 ModelCall = Callable[[Arrays], Arrays]
+LOAD_MEMORY_S = 0.1
 
 
 @dataclass
@@ -54,13 +58,22 @@ class MicroBatcher:
         self._running = False
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._last_batch_requests = 0
+        self._load_memory = max(LOAD_MEMORY_S, 10 * self._max_wait)
+        self._unanswered = 0  # submitted requests whose callers have not resumed yet
+        self._overlap_at = -float("inf")  # when a request last arrived while another was unanswered
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(inputs, rows, future))
-        self._dispatch()
-        return await future
+        item = _Pending(inputs, rows, future)
+        if self._unanswered:
+            self._overlap_at = item.enqueued
+        self._unanswered += 1
+        try:
+            self._pending.append(item)
+            self._dispatch()
+            return await future
+        finally:
+            self._unanswered -= 1
 
     def _dispatch(self) -> None:
         """Start a batch if the model is idle and the oldest request is due (or the batch is full)."""
@@ -69,7 +82,7 @@ class MicroBatcher:
             return
         loop = asyncio.get_running_loop()
         due_at = self._pending[0].enqueued + self._max_wait
-        under_load = self._last_batch_requests > 1
+        under_load = time.monotonic() - self._overlap_at < self._load_memory
         if under_load and sum(item.rows for item in self._pending) < self._max_rows and time.monotonic() < due_at:
             if self._timer is None:
                 self._timer = loop.call_at(loop.time() + (due_at - time.monotonic()), self._on_timer)
@@ -78,7 +91,6 @@ class MicroBatcher:
             self._timer.cancel()
             self._timer = None
         batch = self._take_batch()
-        self._last_batch_requests = len(batch)
         self._running = True
         self._task = loop.create_task(self._run(batch))  # referenced so it is not collected mid-flight
 

@@ -6,8 +6,9 @@ Names are part of the alerting contract: change them only together with the rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -41,29 +42,32 @@ BATCH_SIZE = Histogram(
 
 @dataclass(frozen=True)
 class ModelMetrics:
-    """The label values of one loaded model version; creates its series at zero so rate() works at once."""
+    """The label values of one loaded model version; creates its series at zero so rate() works at once.
+
+    The labelled series are looked up once here: `labels()` per request costs more than the observation."""
 
     model_name: str
     model_version: str
     track: str
+    _series: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for outcome in Outcome:
-            REQUESTS.labels(*self._values, outcome.value)
-        REQUEST_DURATION.labels(*self._values)
-        BATCH_SIZE.labels(*self._values)
+            self._series[outcome.value] = REQUESTS.labels(*self._values, outcome.value)
+        self._series["duration"] = REQUEST_DURATION.labels(*self._values)
+        self._series["batch"] = BATCH_SIZE.labels(*self._values)
 
     @property
     def _values(self) -> tuple[str, str, str]:
         return (self.model_name, self.model_version, self.track)
 
     def request(self, outcome: Outcome, seconds: float) -> None:
-        REQUESTS.labels(*self._values, outcome.value).inc()
-        REQUEST_DURATION.labels(*self._values).observe(seconds)
+        self._series[outcome.value].inc()
+        self._series["duration"].observe(seconds)
 
     def rejected(self) -> None:
         """A body that could not be decoded: a client error that never reached the model."""
-        REQUESTS.labels(*self._values, Outcome.CLIENT_ERROR.value).inc()
+        self._series[Outcome.CLIENT_ERROR.value].inc()
 
     def batch(self, rows: int) -> None:
-        BATCH_SIZE.labels(*self._values).observe(rows)
+        self._series["batch"].observe(rows)

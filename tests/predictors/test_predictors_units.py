@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -165,3 +166,27 @@ async def test_a_lone_caller_does_not_wait_for_a_batch_to_fill() -> None:
         )
         for _ in range(3):  # each alone: had it waited max_latency_ms, this would time out
             await asyncio.wait_for(batcher.submit({"x": np.zeros((1, 1))}, 1), timeout=10)
+
+
+async def test_a_batch_of_one_under_load_does_not_stop_the_batcher_waiting_for_companions() -> None:
+    """Under concurrent load the wait ran out with one request once; the next lone request still waits."""
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def gated(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        gate.wait(timeout=30)
+        return {"y": inputs["x"]}
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(gated, executor, max_batch_size=2, max_latency_ms=60_000, on_batch=sizes.append)
+        first = asyncio.ensure_future(batcher.submit({"x": np.zeros((1, 1))}, 1))
+        await asyncio.sleep(0)  # the first runs alone, held at the gate
+        second = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, 1))  # arrives while the first is busy
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.wait_for(first, timeout=10)
+        assert not second.done()  # waiting for a companion, not sent alone after a batch of one
+        third = batcher.submit({"x": np.full((1, 1), 2.0)}, 1)
+        results = await asyncio.wait_for(asyncio.gather(second, third), timeout=10)
+    assert sizes == [1, 2]
+    assert [r["y"][0, 0] for r in results] == [1.0, 2.0]
