@@ -288,7 +288,7 @@ class FeatureEngine:
         """The latest feature vectors of the given symbols; NaN rows for symbols not ready yet."""
         ids = np.asarray(symbol_ids, dtype=np.int64)
         ready = self._count[ids] >= self._ring
-        if ready.all():
+        if ready.all() and ids.size:
             return FeatureBatch(symbol_ids=ids, values=self._vectors(ids), ready=ready)
         values = np.full((ids.size, len(self.names)), np.nan)
         if ready.any():

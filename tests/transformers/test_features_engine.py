@@ -79,6 +79,14 @@ def test_the_per_bar_path_equals_the_batched_path_exactly(stream) -> None:
         np.testing.assert_array_equal(batched.current(ids).values, batch.values)
 
 
+def test_current_of_no_symbols_is_an_empty_batch() -> None:
+    engine = FeatureEngine(FeatureConfig(windows=(3, 5)))
+    engine.update(engine.symbol_ids(["A"]), [1.0], [1.0])
+    batch = engine.current([])
+    assert batch.values.shape == (0, len(engine.names))
+    assert batch.ready.shape == (0,)
+
+
 def test_feature_names_are_window_major_in_a_fixed_order() -> None:
     assert feature_names((3, 2), (1, 5)) == [
         "return_3", "return_std_3", "vol_ratio_3", "rsi_3", "bb_pos_3",
