@@ -7,7 +7,11 @@ Method (the same for every peer, in one run, on one machine):
 - Same request bodies: v2 JSON REST, one packed FP32 tensor (`features` [N, 40] or `window` [1, 60, 110]);
   the window is also sent with the v2 binary tensor extension, to show what JSON parsing costs.
 - Same load generator: wrk in a second process, closed loop, loopback only (benchmarks/loadgen.py).
-- Same CPU budget: WORKERS worker processes per server, one compute thread each.
+- Same CPU budget: one compute thread per process; MLServer with WORKERS inference workers or inline (0),
+  tickserve with WORKERS uvicorn workers or one (its event loop plus the model's executor thread); every layout
+  is measured and named in its row. Micro-batching is measured in both tickserve layouts (one worker's batcher
+  sees all concurrent requests), against batching off in its best layout (WORKERS workers); rows_per_model_call
+  (from tickserve's batch-size histogram) shows the batches actually formed.
 - Peers compared in one case run at the same time and are measured in turns, REPEATS times, after a
   warm-up; rows quote the median of the repeats, so load from other processes on a shared machine hits all
   peers alike. Errors (non-2xx, socket errors, timeouts) are summed into the row, never dropped.
@@ -481,7 +485,7 @@ def run(out_dir: Path) -> list[dict]:
         rows=[],
         notes={
             "method": __doc__,
-            "workers_per_server": WORKERS,
+            "workers_per_server": f"{WORKERS} or 1, named in each row's system",
             "threads_per_worker": 1,
             "repeats": REPEATS,
             "seconds_per_repeat": SECONDS,
