@@ -105,7 +105,7 @@ class TickPredictor(Model, ABC):
         else:
             self.metrics.batch(rows)
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.predict_arrays, inputs)
-        return encode_response(payload, outputs, self.name, self.model_version)
+        return encode_response(payload, outputs, self.name, self.model_version, self.settings.track)
 
     def _check_requested_outputs(self, payload: InferRequest) -> None:
         """Refuse unknown requested outputs before spending a model call on them."""

@@ -158,9 +158,11 @@ def _check_rows(arrays: Arrays, max_rows: int) -> int:
 
 
 def encode_response(
-    request: InferRequest, outputs: Mapping[str, np.ndarray], model_name: str, model_version: str
+    request: InferRequest, outputs: Mapping[str, np.ndarray], model_name: str, model_version: str, track: str
 ) -> InferResponse:
-    """A v2 response carrying the request's id (a new one when it had none) and the model version."""
+    """A v2 response carrying the request's id (a new one when it had none), the model version and, as the
+    `track` parameter, the rollout track that answered: behind one Service the stable and canary pods can both
+    answer, and callers record which one did."""
     infer_outputs = []
     for name, array in outputs.items():
         output = InferOutput(name=name, shape=list(array.shape), datatype=v2_datatype(array.dtype), data=array)
@@ -173,6 +175,7 @@ def encode_response(
         response_id=request.id or str(uuid.uuid4()),
         model_name=model_name,
         model_version=model_version,
+        parameters={"track": track},
         infer_outputs=infer_outputs,
         use_binary_outputs=request.use_binary_outputs,
         requested_outputs=request.request_outputs,

@@ -54,4 +54,4 @@ class CoalescingCaller:
             rows = output.probabilities[start : start + len(matrix)]
             start += len(matrix)
             if not future.done():
-                future.set_result(PredictorOutput(rows, output.model_version))
+                future.set_result(PredictorOutput(rows, output.model_version, output.track))

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, to_http_parameters
 
 FEATURES_INPUT = "features"
 PROBABILITIES_OUTPUT = "probabilities"
@@ -49,6 +49,7 @@ class PredictorRejected(Exception):
 class PredictorOutput:
     probabilities: np.ndarray  # [N, K]: K=2 [down, up], K=3 [down, flat, up]
     model_version: str
+    track: str | None = None  # the rollout track of the predictor that answered, when it says
 
 
 class PredictorClient(Protocol):
@@ -72,7 +73,9 @@ def _output(model: str, response: InferResponse) -> PredictorOutput:
     probabilities = output.as_numpy().astype(np.float64)
     if probabilities.ndim != 2 or probabilities.shape[1] not in (2, 3):
         raise PredictorRejected(f"model {model} answered probabilities of shape {probabilities.shape}, not [N, 2|3]")
-    return PredictorOutput(probabilities, str(response.model_version or ""))
+    parameters = to_http_parameters(response.parameters) if response.parameters else {}
+    track = parameters.get("track")
+    return PredictorOutput(probabilities, str(response.model_version or ""), str(track) if track else None)
 
 
 class RestPredictorClient:

@@ -309,7 +309,7 @@ class FeatureTransformer(Model):
                 horizon_seconds=horizon_seconds(request.horizon),
                 model=request.model,
                 model_version=output.model_version,
-                track=self.settings.track,
+                track=output.track or self.settings.track,
                 prediction=float(up[i] - down[i]),
                 probability_up=float(up[i]),
                 probability_down=float(down[i]),

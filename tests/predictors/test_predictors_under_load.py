@@ -171,7 +171,9 @@ def test_metrics_count_outcomes_with_model_version_and_track(lightgbm_server) ->
     good = {"inputs": [{"name": "features", "shape": [2, 6], "datatype": "FP64", "data": [0.3] * 12}]}
     wrong_name = {"inputs": [{"name": "feats", "shape": [2, 6], "datatype": "FP64", "data": [0.3] * 12}]}
     for _ in range(3):
-        assert httpx.post(url, json=good).status_code == 200
+        answer = httpx.post(url, json=good)
+        assert answer.status_code == 200
+        assert answer.json()["parameters"] == {"track": "canary"}  # callers learn which track answered
     for _ in range(2):
         assert httpx.post(url, json=wrong_name).status_code == 400
     assert httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}).status_code == 400

@@ -77,11 +77,13 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 
 @contextlib.contextmanager
-def predictor(model_dir: Path, name: str, http_port: int | None = None, grpc_port: int | None = None):
+def predictor(
+    model_dir: Path, name: str, http_port: int | None = None, grpc_port: int | None = None, extra: Sequence[str] = ()
+):
     http_port, grpc_port = http_port or free_port(), grpc_port or free_port()
     command = [
         sys.executable, "-m", "tickserve.predictors", "--model_name", name, "--model_dir", str(model_dir),
-        "--http_port", str(http_port), "--grpc_port", str(grpc_port),
+        "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra,
     ]  # fmt: skip
     ready = f"http://127.0.0.1:{http_port}/v2/models/{name}/ready"
     with ServerProcess(f"predictor-{name}", command, ready_url=ready, tcp_port=grpc_port, timeout=120) as process:
