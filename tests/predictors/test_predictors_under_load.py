@@ -49,14 +49,16 @@ def test_batched_results_equal_unbatched(start_predictor, lightgbm_dir, booster)
 
 def test_a_failing_request_does_not_fail_the_others_in_its_batch(start_predictor, guarded_dir) -> None:
     values = [1.0, 2.0, 3.0, -1.0, 4.0, 5.0, 6.0, 7.0]
-    with start_predictor(guarded_dir, name="guarded", args=("--max_latency_ms", "50")) as guarded:
+    blocker_rows = 16384  # ~1 s of model work here: still running when the small requests arrive 0.3 s later
+    args = ("--max_latency_ms", "50", "--max_request_rows", str(blocker_rows))
+    with start_predictor(guarded_dir, name="guarded", args=args) as guarded:
 
         def call(v: float, rows: int = 1) -> httpx.Response:
             body = {"inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP32", "data": [v, v] * rows}]}
             return httpx.post(f"{guarded.url}/v2/models/guarded/infer", json=body, timeout=60)
 
         with ThreadPoolExecutor(len(values) + 1) as pool:
-            blocker = pool.submit(call, 0.5, 4096)  # keeps the model busy: the small requests queue into one batch
+            blocker = pool.submit(call, 0.5, blocker_rows)  # keeps the model busy: small requests queue into one batch
             time.sleep(0.3)
             responses = list(pool.map(call, values))
             assert blocker.result().status_code == 200
@@ -70,7 +72,9 @@ def test_a_failing_request_does_not_fail_the_others_in_its_batch(start_predictor
     rows_tried = value(
         samples, "tickserve_predictor_batch_size_sum", model_name="guarded", model_version="1", track="stable"
     )
-    assert rows_tried > 4096 + len(values), "the failing request never shared a batch (no batch was retried row by row)"
+    assert rows_tried > blocker_rows + len(values), (
+        "the failing request never shared a batch (no batch was retried row by row)"
+    )
 
 
 def test_health_answers_while_the_model_is_saturated(start_predictor, slow_dir) -> None:
