@@ -5,6 +5,7 @@ swaps versions with zero failed requests, and the metrics carry the labels alert
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,9 +96,11 @@ def test_health_answers_while_the_model_is_saturated(start_predictor, slow_dir) 
                     assert httpx.get(f"{slow.url}{path}", timeout=30).status_code == 200
                     health_latencies.append(time.monotonic() - started)
             assert all(future.result().status_code == 200 for future in inferences)
-    # Four queued calls keep the model busy for about 4 x one_call; health must not wait behind them.
+    # Four queued calls keep the model busy for about 4 x one_call. Were inference on the event loop, a health
+    # check would wait for the running call, half a call on average; off the loop it waits for nothing. The
+    # median separates the two without tripping on one check delayed by the GIL on a busy machine.
     assert len(health_latencies) >= 6
-    assert max(health_latencies) < one_call
+    assert statistics.median(health_latencies) < one_call / 4
 
 
 def test_hot_reload_under_load_fails_no_request(start_predictor, tmp_path) -> None:
