@@ -333,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs = settings.workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    models = train_and_register(settings)
+    try:
+        models = train_and_register(settings)
+    except KeyboardInterrupt:
+        print("tickserve demo: interrupted while training; nothing was started", file=sys.stderr)
+        return 130
     stack = Stack()
     stop = asyncio.Event()
     dead: list[str] = []
