@@ -308,7 +308,7 @@ async def drive(
                 if response.status_code == 200:
                     view.record(horizon, response.json(), (time.perf_counter() - began) * 1000)
                 else:
-                    view.error(f"HTTP {response.status_code}: {response.json().get('error', '')[:60]}")
+                    view.error(f"HTTP {response.status_code}: {response.text[:60]}")
             if time.monotonic() - last_draw >= 1.0:
                 last_draw = time.monotonic()
                 with contextlib.suppress(httpx.HTTPError):

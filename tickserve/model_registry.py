@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,24 +47,23 @@ class LocalRegistry:
     def log_lightgbm(
         self, name: str, booster: object, example: pd.DataFrame, metrics: dict[str, float]
     ) -> RegisteredModel:
-        mlflow = self._mlflow
-        signature = mlflow.models.infer_signature(example, np.zeros((len(example), 2), np.float32))
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=name):
-            mlflow.log_metrics(metrics)
-            info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, registered_model_name=name)
-        return RegisteredModel(name, str(info.registered_model_version))
+        return self._log(self._mlflow.lightgbm, name, booster, example, metrics)
 
     def log_onnx(self, name: str, onnx_path: Path, example: pd.DataFrame, metrics: dict[str, float]) -> RegisteredModel:
         import onnx
 
+        # the ONNX graph takes FP32 features, so its signature says so
+        return self._log(self._mlflow.onnx, name, onnx.load(str(onnx_path)), example.astype(np.float32), metrics)
+
+    def _log(
+        self, flavor: Any, name: str, model: object, example: pd.DataFrame, metrics: dict[str, float]
+    ) -> RegisteredModel:
+        """Log `model` with a column signature in feature order and [p_down, p_up] outputs, and register it."""
         mlflow = self._mlflow
-        example = example.astype(np.float32)  # the ONNX graph takes FP32 features
         signature = mlflow.models.infer_signature(example, np.zeros((len(example), 2), np.float32))
         with mlflow.start_run(experiment_id=self.experiment_id, run_name=name):
             mlflow.log_metrics(metrics)
-            info = mlflow.onnx.log_model(
-                onnx.load(str(onnx_path)), name="model", signature=signature, registered_model_name=name
-            )
+            info = flavor.log_model(model, name="model", signature=signature, registered_model_name=name)
         return RegisteredModel(name, str(info.registered_model_version))
 
     def promote(self, model: RegisteredModel) -> None:

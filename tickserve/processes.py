@@ -18,10 +18,6 @@ from pathlib import Path
 import httpx
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,9 +59,13 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
-        """Launch and wait until ready."""
+        """Launch and wait until ready; a child that fails to come up is stopped and its log closed."""
         self.launch()
-        return self.wait_ready()
+        try:
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def launch(self) -> None:
         """Start the child without waiting, so that several servers can boot in parallel."""
@@ -83,7 +83,6 @@ class ServerProcess:
             if self._ready():
                 return self
             time.sleep(0.1)
-        self.stop()
         raise TimeoutError(f"{self.name} not ready after {self.timeout}s:\n{self.log_tail()}")
 
     def _ready(self) -> bool:
