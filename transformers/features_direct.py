@@ -31,6 +31,11 @@ def window_features(closes: np.ndarray, volumes: np.ndarray, window: int) -> lis
     ]
 
 
+def direct_vector(config: FeatureConfig, closes: np.ndarray, volumes: np.ndarray) -> list[float]:
+    """Every window's features over the last bars of one symbol, in `feature_names` order (no order book)."""
+    return [value for window in config.windows for value in window_features(closes, volumes, window)]
+
+
 class DirectFeatures:
     """Per-symbol deques of the last max(w) bars; every bar recomputes every window from scratch."""
 
@@ -47,5 +52,4 @@ class DirectFeatures:
         volumes.append(volume)
         if len(closes) < self.config.max_window:
             return None
-        p, v = np.asarray(closes, dtype=np.float64), np.asarray(volumes, dtype=np.float64)
-        return [value for window in self.config.windows for value in window_features(p, v, window)]
+        return direct_vector(self.config, np.asarray(closes, dtype=np.float64), np.asarray(volumes, dtype=np.float64))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from tickserve.transformers.features import PER_WINDOW_FEATURES, FeatureConfig
-from tickserve.transformers.features_direct import window_features
+from tickserve.transformers.features_direct import direct_vector
 
 RELATIVE = 1e-9
 ULPS = 64 * np.finfo(np.float64).eps
@@ -19,7 +19,7 @@ ULPS = 64 * np.finfo(np.float64).eps
 
 def direct_values(config: FeatureConfig, closes: np.ndarray, volumes: np.ndarray) -> np.ndarray:
     """The direct recomputation over the last bars of one symbol (window features only)."""
-    return np.asarray([value for window in config.windows for value in window_features(closes, volumes, window)])
+    return np.asarray(direct_vector(config, closes, volumes))
 
 
 def absolute_floor(config: FeatureConfig, closes: np.ndarray) -> np.ndarray:
