@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from predictor_metrics import scrape, value
 from predictor_models import feature_rows
 
 pytestmark = pytest.mark.integration
@@ -117,3 +118,25 @@ def test_grpc_bad_input_is_invalid_argument_or_not_found(lightgbm_server, messag
         answer = pb.ModelInferResponse.FromString(model_infer(grpc_request("signal"), timeout=10))
         assert answer.outputs[0].name == "probabilities"
     assert_still_serving(lightgbm_server)
+
+
+def test_wrong_width_to_a_torchscript_model_without_signature_is_a_400(start_predictor, slow_dir) -> None:
+    """A plain .pt file declares no input shape, so the module itself refuses a wrong width: that is the
+    client's error (400, counted as client_error), not a 500 that would look like a broken canary."""
+    with start_predictor(slow_dir, name="slow") as slow:
+        url = f"{slow.url}/v2/models/slow/infer"
+        for shape, complaint in (
+            ([1, 5], "shapes cannot be multiplied (1x5 and 256x256)"),
+            ([7], "shapes cannot be multiplied (1x7 and 256x256)"),
+        ):
+            body = {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": [0.1] * int(np.prod(shape))}]}
+            response = httpx.post(url, json=body, timeout=30)
+            assert response.status_code == 400, response.text
+            assert f"input(s) 'x' {shape} do not fit the model" in response.json()["error"]
+            assert complaint in response.json()["error"]
+        good = {"inputs": [{"name": "x", "shape": [1, 256], "datatype": "FP32", "data": [0.1] * 256}]}
+        assert httpx.post(url, json=good, timeout=30).status_code == 200
+        samples = scrape(slow.url)
+    labels = {"model_name": "slow", "model_version": "1", "track": "stable"}
+    assert value(samples, "tickserve_predictor_requests_total", outcome="client_error", **labels) == 2
+    assert value(samples, "tickserve_predictor_requests_total", outcome="server_error", **labels) == 0

@@ -190,3 +190,17 @@ async def test_a_batch_of_one_under_load_does_not_stop_the_batcher_waiting_for_c
         results = await asyncio.wait_for(asyncio.gather(second, third), timeout=10)
     assert sizes == [1, 2]
     assert [r["y"][0, 0] for r in results] == [1.0, 2.0]
+
+
+def test_only_torch_shape_complaints_count_as_bad_input() -> None:
+    torch = pytest.importorskip("torch")
+    from tickserve.predictors.torchscript_predictor import shape_complaint
+
+    scripted = "The following operation failed in the TorchScript interpreter.\n  x.shape[0] <--- HERE\nRuntimeError: "
+    assert shape_complaint(RuntimeError(scripted + "mm: mat1 and mat2 shapes cannot be multiplied (1x5 and 6x2)")) == (
+        "mm: mat1 and mat2 shapes cannot be multiplied (1x5 and 6x2)"
+    )
+    assert shape_complaint(RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv2d, but got [4]"))
+    assert shape_complaint(RuntimeError(scripted + "CUDA error: device-side assert triggered")) is None
+    assert shape_complaint(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (of size 8 GiB)")) is None
+    assert shape_complaint(torch.OutOfMemoryError("Tried to allocate a tensor of size 2 GiB")) is None
