@@ -22,7 +22,6 @@ from concurrent import futures
 from typing import Any, ClassVar
 
 import grpc
-import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -43,7 +42,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiproc
 
 from .base import TickPredictor
 from .repository import PredictorRepository, PredictorRepositoryExtension, load_restored_repositories
-from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request
+from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request, rest_response
 
 
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -83,12 +82,7 @@ async def infer(request: Request, model_name: str) -> Response:
     headers = dict(request.headers)
     infer_request = dataplane.decode_inference_request(await request.body(), headers, model_name)
     response, _ = await dataplane.infer(model_name=model_name, request=infer_request, headers=headers)
-    body, json_length = response.to_rest()
-    if json_length is None:
-        return Response(orjson.dumps(body), media_type="application/json")
-    return Response(
-        body, media_type="application/octet-stream", headers={"inference-header-content-length": str(json_length)}
-    )
+    return rest_response(response)
 
 
 class InferFastPath:

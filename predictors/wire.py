@@ -1,4 +1,5 @@
-"""Decoding v2 request bodies from the wire, where KServe's own decoding turns bad input into 500s.
+"""Decoding v2 request bodies from the wire, where KServe's own decoding turns bad input into 500s, and writing
+v2 REST responses (predictor and transformer alike).
 
 REST binary extension: the JSON header (Inference-Header-Content-Length bytes) is followed by each binary
 input's bytes; they are kept as bytes and viewed by numpy later, never converted to Python lists.
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from fastapi.responses import Response
 from google.protobuf.message import DecodeError
 from kserve.errors import InvalidInput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
 from pydantic import BaseModel, ValidationError
 
 INFERENCE_HEADER = "inference-header-content-length"
@@ -84,6 +87,14 @@ def decode_rest_body(body: bytes, headers: dict[str, str], model_name: str) -> I
         parameters=header.parameters,
         request_outputs=outputs or None,
     )
+
+
+def rest_response(response: InferResponse) -> Response:
+    """The v2 REST answer: JSON written by orjson, or JSON header + binary outputs when the client asked for them."""
+    body, json_length = response.to_rest()
+    if json_length is None:
+        return Response(orjson.dumps(body), media_type="application/json")
+    return Response(body, media_type="application/octet-stream", headers={INFERENCE_HEADER: str(json_length)})
 
 
 def decode_grpc_message(raw: bytes) -> pb.ModelInferRequest:

@@ -8,10 +8,9 @@ writes the response with orjson. Registered before KServe adds its routes, so it
 
 from __future__ import annotations
 
-import orjson
 from fastapi import FastAPI, Request, Response
 from kserve.errors import ModelNotFound
-from tickserve.predictors.wire import decode_rest_body
+from tickserve.predictors.wire import decode_rest_body, rest_response
 from tickserve.transformers.transformer import FeatureTransformer
 
 
@@ -22,11 +21,6 @@ def add_infer_route(app: FastAPI, transformer: FeatureTransformer) -> None:
         headers = dict(request.headers)
         infer_request = decode_rest_body(await request.body(), headers, model_name)
         response, _ = await transformer(infer_request, headers)
-        body, json_length = response.to_rest()
-        if json_length is None:
-            return Response(orjson.dumps(body), media_type="application/json")
-        return Response(
-            body, media_type="application/octet-stream", headers={"inference-header-content-length": str(json_length)}
-        )
+        return rest_response(response)
 
     app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])

@@ -204,3 +204,25 @@ def test_only_torch_shape_complaints_count_as_bad_input() -> None:
     assert shape_complaint(RuntimeError(scripted + "CUDA error: device-side assert triggered")) is None
     assert shape_complaint(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (of size 8 GiB)")) is None
     assert shape_complaint(torch.OutOfMemoryError("Tried to allocate a tensor of size 2 GiB")) is None
+
+
+def test_rest_response_is_json_or_header_plus_binary_outputs() -> None:
+    import orjson
+    from kserve.protocol.infer_type import InferOutput, InferResponse
+    from tickserve.predictors.wire import rest_response
+
+    values = np.array([[0.25, 0.75]], dtype=np.float32)
+
+    def answer(binary: bool) -> InferResponse:
+        output = InferOutput("probabilities", [1, 2], "FP32")
+        output.set_data_from_numpy(values, binary_data=binary)
+        return InferResponse("r1", "signal", [output], use_binary_outputs=binary)
+
+    plain = rest_response(answer(binary=False))
+    assert plain.media_type == "application/json"
+    assert orjson.loads(plain.body)["outputs"][0]["data"] == [0.25, 0.75]
+    binary = rest_response(answer(binary=True))
+    length = int(binary.headers["inference-header-content-length"])
+    assert binary.media_type == "application/octet-stream"
+    assert orjson.loads(binary.body[:length])["outputs"][0]["parameters"]["binary_data_size"] == 8
+    assert np.frombuffer(binary.body[length:], dtype=np.float32).tolist() == [0.25, 0.75]
