@@ -13,10 +13,9 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
+from .batching import Arrays
 from .datatypes import V2_TO_NUMPY, v2_datatype
 from .signature import PACKED_FEATURES, Signature, TensorSpec
-
-Arrays = dict[str, np.ndarray]
 
 
 def tensor_array(tensor: InferInput) -> np.ndarray:
