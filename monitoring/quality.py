@@ -144,8 +144,10 @@ class QualityMonitor:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        while await self._read("0", block_ms=None) == self._read_count:
-            pass
+        # "0" would return the same first `read_count` pending entries on every call: page by the last id read.
+        start = "0"
+        while (last_id := await self._read(start, block_ms=None)) is not None:
+            start = last_id
 
     async def step(self, block_ms: int) -> int:
         """Read new predictions (waiting up to block_ms), score what is due; the number scored or dropped."""
@@ -163,8 +165,11 @@ class QualityMonitor:
                 log.warning("the consumer group is gone (Redis restarted empty?); creating it again")
                 await self.start()
 
-    async def _read(self, start: str, block_ms: int | None) -> int:
-        """Add entries after `start` ("0": this consumer's pending ones; ">": new ones); the number read."""
+    async def _read(self, start: str | bytes, block_ms: int | None) -> bytes | None:
+        """Add entries after `start` (an id: this consumer's pending ones after it; ">": new ones).
+
+        The id of the last entry read when a full `read_count` came back (there may be more), else None.
+        """
         replies = await self._redis.xreadgroup(
             self._group, self._consumer, {STREAM_KEY: start}, count=self._read_count, block=block_ms
         )
@@ -182,7 +187,7 @@ class QualityMonitor:
             self._metrics.unscored.labels("malformed").inc(len(malformed))
             await self._redis.xack(STREAM_KEY, self._group, *malformed)
         self._metrics.pending.set(len(self._pending))
-        return len(entries)
+        return entries[-1][0] if len(entries) == self._read_count else None
 
     async def _score_due(self) -> int:
         if not self._pending:

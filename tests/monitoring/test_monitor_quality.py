@@ -4,6 +4,7 @@ predictions it generated (real redis-server, real `tickserve monitor` process), 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections import defaultdict
@@ -15,7 +16,7 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from servers import ServerProcess, free_port
-from tickserve.monitoring.quality import QualityMetrics
+from tickserve.monitoring.quality import QualityMetrics, QualityMonitor
 from tickserve.transformers.feature_store import FeatureWriter, HotFeatures, connect
 from tickserve.transformers.prediction_cache import Prediction, PredictionSink
 
@@ -187,3 +188,24 @@ def test_trend_is_absent_until_two_full_windows() -> None:
         metrics.record(prediction(-0.5, 0.95), -0.02)
     assert registry.get_sample_value("tickserve_quality_rolling_accuracy", labels) == 1.0
     assert registry.get_sample_value("tickserve_quality_rolling_accuracy_trend", labels) is None
+
+
+@pytest.mark.integration
+async def test_start_takes_back_more_pending_entries_than_one_read(redis_url: str) -> None:
+    """XREADGROUP from "0" returns the first `count` pending entries every time: start pages by last id."""
+    url = f"{redis_url.rsplit('/', 1)[0]}/4"
+    redis.Redis.from_url(url).flushdb()
+    client = connect(url, 2.0)
+    fresh = dataclasses.replace(prediction(0.5, 0.6), predicted_at=time.time())  # not yet past horizon + grace
+    await PredictionSink(client, 60.0, 10_000).publish([fresh] * 7)
+    metrics = QualityMetrics(CollectorRegistry(), window=4, high_confidence=0.9)
+    first = QualityMonitor(client, metrics, "quality", "test", grace_seconds=3600.0, read_count=3)
+    await first.start()
+    for _ in range(3):
+        assert await first.step(block_ms=10) == 0  # nothing due (no prices): all stay pending, unacknowledged
+    assert len(first._pending) == 7
+
+    restarted = QualityMonitor(client, metrics, "quality", "test", grace_seconds=3600.0, read_count=3)
+    await asyncio.wait_for(restarted.start(), timeout=5)
+    assert len(restarted._pending) == 7
+    await client.aclose()
