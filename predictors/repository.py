@@ -2,8 +2,10 @@
 
 `POST /v2/repository/models/{name}/load` re-reads the model's directory and builds a new predictor off the
 event loop while the current one keeps answering; the swap is one dict assignment, so every request is served
-by exactly one complete version. Requests already holding the old version finish on it. Both versions share
-the model's single inference thread, so a reload never doubles the framework's thread use.
+by exactly one complete version. The new version is started before it is swapped in and the old one stopped
+after (KServe's `stop()` only marks it not ready: a stopped predictor is out of the repository and still
+answers the requests already holding it, which finish on it). Both versions share the model's single inference
+thread, so a reload never doubles the framework's thread use.
 """
 
 from __future__ import annotations
@@ -62,16 +64,25 @@ class PredictorRepository(ModelRepository):
         return predictor
 
     def load_model(self, name: str) -> bool:
-        self.update(self.build(name))
+        self._swap(self.build(name))
         return True
+
+    def _swap(self, predictor: TickPredictor) -> None:
+        """Start `predictor`, serve it under its name, then stop the version it replaces, all in one step of the
+        event loop: a request looking the model up finds the new, ready version; one already holding the old
+        version finishes on it."""
+        old = self.models.get(predictor.name)
+        predictor.start()
+        self.update(predictor)
+        if old is not None and old is not predictor:
+            old.stop()
 
     async def load(self, name: str) -> bool:
         if name not in self.model_dirs:
             raise ModelNotFound(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:  # two concurrent reloads of one model must not race to the swap
-            predictor = await asyncio.to_thread(self.build, name)
-            self.update(predictor)
+            self._swap(await asyncio.to_thread(self.build, name))
         return True
 
 
@@ -94,9 +105,7 @@ async def load_restored_repositories() -> None:
     while _AWAITING_LOAD:
         repository = _AWAITING_LOAD.pop()
         for name in repository.model_dirs:
-            predictor = await asyncio.to_thread(repository.build, name)
-            predictor.start()
-            repository.update(predictor)
+            repository._swap(await asyncio.to_thread(repository.build, name))
     gc.freeze()  # as in __main__: keep the loaded frameworks out of the GC's scans
 
 

@@ -226,3 +226,41 @@ def test_rest_response_is_json_or_header_plus_binary_outputs() -> None:
     assert binary.media_type == "application/octet-stream"
     assert orjson.loads(binary.body[:length])["outputs"][0]["parameters"]["binary_data_size"] == 8
     assert np.frombuffer(binary.body[length:], dtype=np.float32).tolist() == [0.25, 0.75]
+
+
+async def test_hot_reload_starts_the_new_version_and_stops_the_old_without_failing_its_requests(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tickserve.predictors.base import TickPredictor
+    from tickserve.predictors.repository import PredictorRepository
+
+    calls: list[tuple[str, int]] = []
+
+    def recorded(hook: str):
+        kserve_hook = getattr(TickPredictor, hook)
+
+        def call(self) -> None:
+            calls.append((hook, id(self)))
+            kserve_hook(self)
+
+        return call
+
+    monkeypatch.setattr(TickPredictor, "start", recorded("start"))
+    monkeypatch.setattr(TickPredictor, "stop", recorded("stop"))
+    model_dir = save_lightgbm_mlflow(tmp_path / "m", train_booster(seed=2, rounds=3))
+    repository = PredictorRepository({"m": model_dir}, settings_from({}), threads=1)
+    repository.load_model("m")
+    old = repository.get_model("m")
+    assert calls == [("start", id(old))]
+    release = threading.Event()
+    repository._executors["m"].submit(release.wait, 10)  # the model's inference thread is busy ...
+    in_flight = asyncio.create_task(old(_request(("features", [1, 6], "FP64", [0.1] * 6))))
+    await asyncio.sleep(0.05)  # ... so this request is queued on the old version while it is replaced
+    await repository.load("m")
+    new = repository.get_model("m")
+    assert new is not old and new.ready and not old.ready
+    assert calls == [("start", id(old)), ("start", id(new)), ("stop", id(old))]
+    assert await repository.is_model_ready("m")
+    release.set()
+    response, _ = await asyncio.wait_for(in_flight, 10)
+    assert response.outputs[0].name == "probabilities"
