@@ -18,20 +18,32 @@ from tickserve.predictors.onnx_predictor import select_providers
 from tickserve.predictors.settings import settings_from
 from tickserve.predictors.signature import Signature, TensorSpec, tabular_signature
 
-
-def test_provider_selection_prefers_gpu_and_always_keeps_cpu() -> None:
-    assert select_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    cuda = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers(cuda) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert select_providers(cuda, tensorrt=True) == cuda
+CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
 
-def test_provider_selection_on_this_machine_runs_on_cpu() -> None:
+@pytest.mark.parametrize(
+    ("available", "tensorrt", "expected"),
+    [
+        pytest.param([CPU], False, [CPU], id="cpu-only"),
+        pytest.param([CPU], True, [CPU], id="cpu-only-tensorrt-allowed"),
+        pytest.param(["AzureExecutionProvider", CPU], False, [CPU], id="cpu-wheel-with-azure"),
+        pytest.param([CUDA, CPU], False, [CUDA, CPU], id="cuda"),
+        pytest.param([CUDA, CPU], True, [CUDA, CPU], id="cuda-tensorrt-allowed-but-absent"),
+        pytest.param([TRT, CUDA, CPU], False, [CUDA, CPU], id="tensorrt-not-allowed"),
+        pytest.param([TRT, CUDA, CPU], True, [TRT, CUDA, CPU], id="tensorrt-allowed"),
+        pytest.param([CPU, CUDA, TRT], True, [TRT, CUDA, CPU], id="preference-order-not-runtime-order"),
+        pytest.param([TRT, CPU], False, [CPU], id="tensorrt-only-not-allowed"),
+    ],
+)
+def test_provider_selection_prefers_gpu_and_always_keeps_cpu(available, tensorrt, expected) -> None:
+    assert select_providers(available, tensorrt=tensorrt) == expected
+
+
+def test_provider_selection_on_this_machine() -> None:
     import onnxruntime
 
-    providers = select_providers(onnxruntime.get_available_providers())
-    assert providers[-1] == "CPUExecutionProvider"
-    assert set(providers) <= set(onnxruntime.get_available_providers())
+    available = onnxruntime.get_available_providers()
+    assert select_providers(available) == ([CUDA, CPU] if CUDA in available else [CPU])
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
