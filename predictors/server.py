@@ -42,21 +42,14 @@ from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiproc
 
 from .base import TickPredictor
 from .repository import PredictorRepository, PredictorRepositoryExtension, load_restored_repositories
-from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request, rest_response
+from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request, pydantic_problems, rest_response
 
 
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI answers JSON bodies it cannot parse with 422 and its own shape; v2 clients expect 400 {"error"}."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem.get('loc', ())) or 'body'}: {problem.get('msg')}"
-        + (
-            f" ({problem['ctx']['error']})"
-            if isinstance(problem.get("ctx"), dict) and "error" in problem["ctx"]
-            else ""
-        )
-        for problem in error.errors()
+    return JSONResponse(
+        status_code=400, content={"error": f"malformed v2 inference request: {pydantic_problems(error.errors())}"}
     )
-    return JSONResponse(status_code=400, content={"error": f"malformed v2 inference request: {problems}"})
 
 
 async def metrics(request: Request) -> Response:

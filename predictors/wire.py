@@ -8,6 +8,7 @@ gRPC: the ModelInferRequest protobuf is parsed here so that a malformed message 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -58,7 +59,7 @@ def decode_rest_body(body: bytes, headers: dict[str, str], model_name: str) -> I
     try:
         header = _Header.model_validate_json(body[:json_length])
     except ValidationError as error:
-        raise InvalidInput(f"malformed v2 inference request: {_pydantic_problems(error)}") from None
+        raise InvalidInput(f"malformed v2 inference request: {pydantic_problems(error.errors())}") from None
     inputs, offset = [], json_length
     for tensor in header.inputs:
         parameters = tensor.parameters or {}
@@ -116,7 +117,14 @@ def grpc_to_infer_request(message: pb.ModelInferRequest) -> InferRequest:
         raise InvalidInput(f"malformed ModelInferRequest: {error}") from None
 
 
-def _pydantic_problems(error: ValidationError) -> str:
+def pydantic_problems(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Pydantic's (or FastAPI's) validation errors as one line: `location: message (cause)` per problem."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
+        f"{'.'.join(str(part) for part in problem.get('loc', ())) or 'body'}: {problem.get('msg')}"
+        + (
+            f" ({problem['ctx']['error']})"
+            if isinstance(problem.get("ctx"), dict) and "error" in problem["ctx"]
+            else ""
+        )
+        for problem in errors
     )

@@ -276,3 +276,18 @@ async def test_hot_reload_starts_the_new_version_and_stops_the_old_without_faili
     release.set()
     response, _ = await asyncio.wait_for(in_flight, 10)
     assert response.outputs[0].name == "probabilities"
+
+
+def test_validation_problems_name_where_and_why() -> None:
+    from tickserve.predictors.wire import decode_rest_body, pydantic_problems
+
+    problems = [
+        {"loc": ("body", "inputs", 0, "shape"), "msg": "Input should be a valid list"},
+        {"loc": (), "msg": "Value error", "ctx": {"error": "not JSON"}},
+    ]
+    assert (
+        pydantic_problems(problems) == "body.inputs.0.shape: Input should be a valid list; body: Value error (not JSON)"
+    )
+    body = b'{"inputs": [{"name": "x", "shape": "1x6", "datatype": "FP32", "data": [1]}]}'
+    with pytest.raises(InvalidInput, match=r"malformed v2 inference request: inputs\.0\.shape: Input should be"):
+        decode_rest_body(body, {}, "m")
