@@ -4,8 +4,8 @@ Key layout:
 
 - `tickserve:prediction:{track}:{horizon}:{symbol}` string: the JSON of the last prediction computed for that
   symbol, with the feature timestamp and schema it was computed from. A request whose features still carry
-  that timestamp and schema is answered from here without calling the predictor. The track (stable, canary)
-  is part of the key so that two model versions served side by side never answer for each other. Entries
+  that timestamp and schema is answered from here without calling the predictor. The transformer's track
+  (stable, canary) is part of the key so that two model versions served side by side never answer for each other. Entries
   expire after `prediction_cache_ttl_seconds`.
 - `tickserve:predictions` stream: one entry per computed prediction (cache hits are not new predictions and
   are not repeated), approximately capped at `stream_maxlen` entries. Consumers (strategy, dashboard,
@@ -78,16 +78,25 @@ _FIELD_NAMES = tuple(field.name for field in fields(Prediction))
 
 
 class PredictionSink:
-    """Caches and publishes freshly computed predictions in one round trip."""
+    """Caches and publishes freshly computed predictions in one round trip.
 
-    def __init__(self, client: redis.Redis, ttl_seconds: float, stream_maxlen: int) -> None:
+    `cache_track` is the track the cache is keyed by: the transformer's own, the one it reads with. A
+    prediction's `track` is the predictor that answered (stable and canary pods behind one Service), which the
+    transformer cannot know before asking, so it must not key the cache. None: key by each prediction's track.
+    """
+
+    def __init__(
+        self, client: redis.Redis, ttl_seconds: float, stream_maxlen: int, cache_track: str | None = None
+    ) -> None:
         self._client = client
         self._ttl_ms = max(1, round(ttl_seconds * 1000))
         self._stream_maxlen = stream_maxlen
+        self._cache_track = cache_track
 
     async def publish(self, predictions: Sequence[Prediction]) -> None:
         pipe = self._client.pipeline(transaction=False)
         for item in predictions:
-            pipe.set(cache_key(item.track, item.horizon, item.symbol), item.to_json(), px=self._ttl_ms)
+            key = cache_key(self._cache_track or item.track, item.horizon, item.symbol)
+            pipe.set(key, item.to_json(), px=self._ttl_ms)
             pipe.xadd(STREAM_KEY, item.to_fields(), maxlen=self._stream_maxlen, approximate=True)
         await pipe.execute()

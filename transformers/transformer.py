@@ -135,7 +135,9 @@ class FeatureTransformer(Model):
         self._predictor_host = predictor_host
         self._predictor_clients: dict[str, PredictorClient] = {}
         self._schemas = SchemaCatalog(client)
-        self._sink = PredictionSink(client, settings.prediction_cache_ttl_seconds, settings.stream_maxlen)
+        self._sink = PredictionSink(
+            client, settings.prediction_cache_ttl_seconds, settings.stream_maxlen, cache_track=settings.track
+        )
         self._feature_names: dict[str, tuple[str, ...]] = {}
         self._model_versions: dict[str, str] = {}
         self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
