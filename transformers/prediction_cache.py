@@ -5,8 +5,8 @@ Key layout:
 - `tickserve:prediction:{track}:{horizon}:{symbol}` string: the JSON of the last prediction computed for that
   symbol, with the feature timestamp and schema it was computed from. A request whose features still carry
   that timestamp and schema is answered from here without calling the predictor. The transformer's track
-  (stable, canary) is part of the key so that two model versions served side by side never answer for each other. Entries
-  expire after `prediction_cache_ttl_seconds`.
+  (stable, canary) is part of the key so that two model versions served side by side never answer for each
+  other. Entries expire after `prediction_cache_ttl_seconds`.
 - `tickserve:predictions` stream: one entry per computed prediction (cache hits are not new predictions and
   are not repeated), approximately capped at `stream_maxlen` entries. Consumers (strategy, dashboard,
   quality monitor) read it with consumer groups. Entry fields are those of `Prediction.to_fields`.
