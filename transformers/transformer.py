@@ -113,9 +113,11 @@ def requested_symbols(request: InferRequest) -> list[str]:
 def requested_horizon(request: InferRequest, settings: TransformerSettings) -> str:
     parameters = to_http_parameters(request.parameters) if request.parameters else {}
     horizon = parameters.get("horizon", settings.default_horizon)
+    if not isinstance(horizon, str):
+        raise InvalidInput(f"request parameter 'horizon' must be a string, e.g. \"1h\", not {horizon!r}")
     if horizon not in settings.horizons:
         raise InvalidInput(f"unknown horizon {horizon!r}; this transformer serves {sorted(settings.horizons)}")
-    return str(horizon)
+    return horizon
 
 
 class FeatureTransformer(Model):

@@ -61,3 +61,9 @@ def test_settings_refuse_unusable_horizons(monkeypatch: pytest.MonkeyPatch) -> N
         TransformerSettings(horizons={"1h": "m"}, default_horizon="4h")
     monkeypatch.setenv("TICKSERVE_HORIZONS", '{"24h": "signal-24h"}')
     assert TransformerSettings().default_horizon == "24h"
+
+
+@pytest.mark.parametrize("horizon", [["1h"], {"h": "1h"}, 1])
+def test_a_horizon_that_is_not_a_string_is_invalid_input(horizon: object) -> None:
+    with pytest.raises(InvalidInput, match="parameter 'horizon' must be a string"):
+        requested_horizon(request(["BTC"], {"horizon": horizon}), SETTINGS)
