@@ -221,7 +221,10 @@ class FeatureTransformer(Model):
     def _still_valid(raw: bytes | None, row: StoredFeatures, model: str) -> Prediction | None:
         if raw is None:
             return None
-        cached = Prediction.from_json(raw)
+        try:
+            cached = Prediction.from_json(raw)
+        except (TypeError, ValueError):
+            return None  # corrupt, or written by a release with other fields: recompute and overwrite it
         unchanged = cached.feature_ts == row.ts and cached.schema_version == row.schema_version
         return cached if unchanged and cached.model == model else None
 
