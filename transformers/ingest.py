@@ -62,8 +62,8 @@ class Ingest:
                     await writer  # the writer failed beyond retrying: surface its error
                 batch = self.apply(events)
                 if batch is not None:
-                    await self._enqueue(batch)
-            await self._queue.put(None)
+                    await self._enqueue(batch, writer)
+            await self._put(None, writer)
             await writer
         finally:
             writer.cancel()
@@ -108,9 +108,9 @@ class Ingest:
             closes=closes,
         )
 
-    async def _enqueue(self, batch: HotFeatures) -> None:
+    async def _enqueue(self, batch: HotFeatures, writer: asyncio.Task[None]) -> None:
         if self._wait_for_writer:
-            await self._queue.put(batch)
+            await self._put(batch, writer)
         else:
             if self._queue.full():
                 self._queue.get_nowait()
@@ -119,6 +119,18 @@ class Ingest:
             self._queue.put_nowait(batch)
             await asyncio.sleep(0)  # let the writer run between batches of a fast source
         QUEUE_DEPTH.set(self._queue.qsize())
+
+    async def _put(self, item: HotFeatures | None, writer: asyncio.Task[None]) -> None:
+        """Wait for room in the queue, or for the writer to fail (it would never make room): raise its error."""
+        if not self._queue.full():
+            self._queue.put_nowait(item)
+            return
+        put = asyncio.ensure_future(self._queue.put(item))
+        await asyncio.wait((put, writer), return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            await writer  # raises the writer's error
+            raise RuntimeError("the ingest writer stopped before the source ended")
 
     async def _write_forever(self) -> None:
         retrying = AsyncRetrying(

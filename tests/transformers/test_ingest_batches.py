@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
+from redis.exceptions import ResponseError
 from tickserve.transformers.bars import Bar, Quote
 from tickserve.transformers.features import FeatureConfig, FeatureEngine
 from tickserve.transformers.ingest import Ingest
@@ -77,3 +81,22 @@ def test_malformed_frames_say_what_is_wrong(frame: str) -> None:
 def test_nan_volume_is_malformed_not_a_bar() -> None:
     with pytest.raises(MalformedFrame, match="volume"):
         parse_frame('{"symbol": "A", "ts": 1, "close": 1, "volume": "nan"}')
+
+
+class BrokenStore:
+    """A FeatureWriter whose Redis answers every write, after a round trip, with an error that is not retried."""
+
+    async def write(self, batch: object) -> None:
+        await asyncio.sleep(0.01)
+        raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+async def fast_replay(batches: int) -> AsyncIterator[list[Bar]]:
+    for ts in range(batches):
+        yield [bar("A", ts, 10.0 + ts)]  # never awaits: a file read at full speed
+
+
+async def test_a_full_speed_replay_surfaces_the_writer_error_instead_of_blocking() -> None:
+    ingest = Ingest(FeatureEngine(CONFIG), writer=BrokenStore(), queue_size=2, wait_for_writer=True)  # type: ignore[arg-type]
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await asyncio.wait_for(ingest.run(fast_replay(100)), timeout=5)
