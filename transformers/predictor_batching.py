@@ -7,6 +7,7 @@ save a predictor round trip (and its per-call overhead on both sides) for every 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -20,7 +21,7 @@ class CoalescingCaller:
         self._call = call
         self._max_in_flight = max_in_flight
         self._max_rows = max_rows
-        self._queue: list[tuple[np.ndarray, asyncio.Future[PredictorOutput]]] = []
+        self._queue: deque[tuple[np.ndarray, asyncio.Future[PredictorOutput]]] = deque()
         self._drainers: set[asyncio.Task[None]] = set()
 
     async def __call__(self, matrix: np.ndarray) -> PredictorOutput:
@@ -36,7 +37,7 @@ class CoalescingCaller:
         while self._queue:
             batch, rows = [], 0
             while self._queue and (not batch or rows + len(self._queue[0][0]) <= self._max_rows):
-                matrix, future = self._queue.pop(0)
+                matrix, future = self._queue.popleft()
                 batch.append((matrix, future))
                 rows += len(matrix)
             await self._send(batch)
