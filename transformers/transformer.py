@@ -56,6 +56,7 @@ from tickserve.transformers.transformer_errors import (
 from tickserve.transformers.transformer_settings import TransformerSettings, horizon_seconds
 
 SYMBOLS_INPUT = "symbols"
+MAX_SYMBOLS = 1024  # per request; TODO: a `max_symbols` field of TransformerSettings (transformer_settings.py)
 T = TypeVar("T")
 
 FEATURE_AGE = Histogram(
@@ -93,7 +94,7 @@ class Answer:
     predictions: list[Prediction]
 
 
-def requested_symbols(request: InferRequest) -> list[str]:
+def requested_symbols(request: InferRequest, max_symbols: int = MAX_SYMBOLS) -> list[str]:
     tensor = request.get_input_by_name(SYMBOLS_INPUT)
     example = '{"name": "symbols", "datatype": "BYTES", "shape": [1], "data": ["BTCUSDT"]}'
     if tensor is None or tensor.datatype != "BYTES":
@@ -102,6 +103,10 @@ def requested_symbols(request: InferRequest) -> list[str]:
         values = tensor.as_numpy().ravel()
     except ValueError as exc:
         raise InvalidInput(f"input {SYMBOLS_INPUT!r} does not match its shape {tensor.shape}: {exc}") from exc
+    if len(values) > max_symbols:
+        raise InvalidInput(
+            f"input {SYMBOLS_INPUT!r} names {len(values)} symbols; the limit is {max_symbols} per request"
+        )
     symbols = [value.decode() if isinstance(value, bytes) else str(value) for value in values]
     if not symbols or not all(symbols):
         raise InvalidInput(f"input {SYMBOLS_INPUT!r} must name at least one symbol and no empty ones")

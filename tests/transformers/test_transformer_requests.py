@@ -67,3 +67,11 @@ def test_settings_refuse_unusable_horizons(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_horizon_that_is_not_a_string_is_invalid_input(horizon: object) -> None:
     with pytest.raises(InvalidInput, match="parameter 'horizon' must be a string"):
         requested_horizon(request(["BTC"], {"horizon": horizon}), SETTINGS)
+
+
+def test_more_symbols_than_the_limit_is_invalid_input_naming_it() -> None:
+    assert requested_symbols(request(["A", "B", "C"]), max_symbols=3) == ["A", "B", "C"]
+    with pytest.raises(InvalidInput, match="names 4 symbols; the limit is 3 per request"):
+        requested_symbols(request(["A", "B", "C", "D"]), max_symbols=3)
+    with pytest.raises(InvalidInput, match="the limit is 1024"):
+        requested_symbols(request([f"S{i}" for i in range(1025)]))
