@@ -19,8 +19,8 @@ import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, to_http_parameters
+from tickserve.predictors.signature import PACKED_FEATURES
 
-FEATURES_INPUT = "features"
 PROBABILITIES_OUTPUT = "probabilities"
 
 # Reconnect quickly once a restarted predictor is back (gRPC's default backoff grows to two minutes).
@@ -61,7 +61,7 @@ class PredictorClient(Protocol):
 
 
 def _request(model: str, features: np.ndarray, binary: bool) -> InferRequest:
-    tensor = InferInput(FEATURES_INPUT, list(features.shape), "FP32")
+    tensor = InferInput(PACKED_FEATURES, list(features.shape), "FP32")
     tensor.set_data_from_numpy(np.ascontiguousarray(features, dtype=np.float32), binary_data=binary)
     return InferRequest(model_name=model, infer_inputs=[tensor])
 
@@ -97,7 +97,7 @@ class RestPredictorClient:
 
     async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
         tensor = {
-            "name": FEATURES_INPUT,
+            "name": PACKED_FEATURES,
             "datatype": "FP32",
             "shape": list(features.shape),
             "data": np.asarray(features, dtype=np.float32).ravel().tolist(),
