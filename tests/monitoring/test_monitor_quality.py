@@ -206,6 +206,16 @@ async def test_start_takes_back_more_pending_entries_than_one_read(redis_url: st
     assert len(first._pending) == 7
 
     restarted = QualityMonitor(client, metrics, "quality", "test", grace_seconds=3600.0, read_count=3)
-    await asyncio.wait_for(restarted.start(), timeout=5)
+    read = restarted._read
+    reads = 0
+
+    async def bounded_read(*args, **kwargs):
+        nonlocal reads
+        reads += 1
+        assert reads <= 10, "start() keeps reading the same pending entries"
+        return await read(*args, **kwargs)
+
+    restarted._read = bounded_read  # type: ignore[method-assign]
+    await restarted.start()
     assert len(restarted._pending) == 7
     await client.aclose()
