@@ -56,7 +56,6 @@ from tickserve.transformers.transformer_errors import (
 from tickserve.transformers.transformer_settings import TransformerSettings, horizon_seconds
 
 SYMBOLS_INPUT = "symbols"
-MAX_SYMBOLS = 1024  # per request; TODO: a `max_symbols` field of TransformerSettings (transformer_settings.py)
 T = TypeVar("T")
 
 FEATURE_AGE = Histogram(
@@ -94,7 +93,7 @@ class Answer:
     predictions: list[Prediction]
 
 
-def requested_symbols(request: InferRequest, max_symbols: int = MAX_SYMBOLS) -> list[str]:
+def requested_symbols(request: InferRequest, max_symbols: int) -> list[str]:
     tensor = request.get_input_by_name(SYMBOLS_INPUT)
     example = '{"name": "symbols", "datatype": "BYTES", "shape": [1], "data": ["BTCUSDT"]}'
     if tensor is None or tensor.datatype != "BYTES":
@@ -184,7 +183,7 @@ class FeatureTransformer(Model):
             raise InvalidInput(
                 "the feature transformer speaks Open Inference Protocol v2: POST /v2/models/<name>/infer"
             )
-        symbols = requested_symbols(payload)
+        symbols = requested_symbols(payload, self.settings.max_symbols)
         horizon = requested_horizon(payload, self.settings)
         model = self.settings.horizons[horizon]
         replies = await self._with_redis(self._read_hot, symbols, horizon)

@@ -37,6 +37,7 @@ class TransformerSettings(BaseSettings):
     track: str = Field(
         "stable", description="rollout track of this deployment (stable, canary), recorded per prediction"
     )
+    max_symbols: int = Field(1024, gt=0, description="symbols one request may name; more is a 400")
     max_feature_age_seconds: float = Field(
         300.0, gt=0, description="features whose bar is older than this (event time vs now) are refused"
     )

@@ -23,7 +23,7 @@ def request(symbols: list[str] | None, parameters: dict | None = None, name: str
 
 
 def test_symbols_and_horizon_are_read_from_the_request() -> None:
-    assert requested_symbols(request(["BTC", "ETH"])) == ["BTC", "ETH"]
+    assert requested_symbols(request(["BTC", "ETH"]), SETTINGS.max_symbols) == ["BTC", "ETH"]
     assert requested_horizon(request(["BTC"], {"horizon": "4h"}), SETTINGS) == "4h"
     assert requested_horizon(request(["BTC"]), SETTINGS) == "1h", "default: the first horizon"
 
@@ -40,7 +40,7 @@ def test_symbols_and_horizon_are_read_from_the_request() -> None:
 )
 def test_bad_symbol_inputs_are_invalid_input(bad: InferRequest, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        requested_symbols(bad)
+        requested_symbols(bad, SETTINGS.max_symbols)
 
 
 def test_an_unknown_horizon_names_the_known_ones() -> None:
@@ -74,4 +74,4 @@ def test_more_symbols_than_the_limit_is_invalid_input_naming_it() -> None:
     with pytest.raises(InvalidInput, match="names 4 symbols; the limit is 3 per request"):
         requested_symbols(request(["A", "B", "C", "D"]), max_symbols=3)
     with pytest.raises(InvalidInput, match="the limit is 1024"):
-        requested_symbols(request([f"S{i}" for i in range(1025)]))
+        requested_symbols(request([f"S{i}" for i in range(1025)]), TransformerSettings().max_symbols)
