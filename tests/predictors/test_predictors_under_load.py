@@ -18,7 +18,7 @@ import tritonclient.http as triton_http
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from predictor_metrics import scrape, value
-from predictor_models import feature_rows, save_lightgbm_mlflow, train_booster
+from predictor_models import feature_rows, save_lightgbm_mlflow, save_plain_torchscript, slow_module, train_booster
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,9 @@ def test_a_failing_request_does_not_fail_the_others_in_its_batch(start_predictor
     )
 
 
-def test_health_answers_while_the_model_is_saturated(start_predictor, slow_dir) -> None:
+def test_health_answers_while_the_model_is_saturated(start_predictor, tmp_path) -> None:
+    # A call of about a third of a second: GIL hand-offs delay a health check by tens of milliseconds.
+    slow_dir = save_plain_torchscript(tmp_path / "slower", slow_module(iterations=400), example=None)
     body = {"inputs": [{"name": "x", "shape": [256, 256], "datatype": "FP32", "data": [0.01] * 256 * 256}]}
     with start_predictor(slow_dir, name="slow", args=("--max_latency_ms", "0")) as slow:
         started = time.monotonic()
