@@ -163,11 +163,7 @@ def measured_row(case: Case, system: str, results: list[LoadResult], cpu_ms: lis
     """Median over the repeats; requests_per_s counts successful (2xx) answers only."""
     per_s = report.median([result.successful_per_s for result in results])
     return {
-        "bench": BENCH,
-        "case": case.name,
-        "system": system,
-        "rows_per_request": case.rows,
-        "concurrency": case.concurrency,
+        **row_key(case, system),
         "requests_per_s": per_s,
         "predictions_per_s": per_s * case.rows,
         "p50_ms": report.median([result.p50_ms for result in results]),
@@ -178,13 +174,17 @@ def measured_row(case: Case, system: str, results: list[LoadResult], cpu_ms: lis
 
 
 def failed_row(case: Case, system: str, reason: str) -> dict:
+    return {**row_key(case, system), "errors": reason}
+
+
+def row_key(case: Case, system: str) -> dict:
+    """The columns that say what a row measured."""
     return {
         "bench": BENCH,
         "case": case.name,
         "system": system,
         "rows_per_request": case.rows,
         "concurrency": case.concurrency,
-        "errors": reason,
     }
 
 
