@@ -57,7 +57,9 @@ def test_ingested_features_are_served_streamed_and_scored(redis_url: str, tmp_pa
                 text = httpx.get(f"http://127.0.0.1:{monitor_metrics}/metrics").text
                 done = metric_value(text, "tickserve_quality_scored_total", scope="all")
                 done += metric_value(text, "tickserve_quality_unscored_total", reason="flat")
-                return text if done == predictions else None
+                # the pending gauge is refreshed at the end of a scoring pass, after the counters
+                settled = metric_value(text, "tickserve_quality_pending_predictions") == 0
+                return text if done == predictions and settled else None
 
             text = until(judged, 30, "the monitor did not judge every prediction")
     accuracy = metric_value(text, "tickserve_quality_directional_accuracy", scope="all", model_version="3")
