@@ -2,8 +2,8 @@
 
 - POST /v2/models/{name}/infer decodes the raw body once (`wire`: JSON or the binary extension, binary tensors
   stay bytes) and answers with orjson; malformed JSON / protobuf is a 400 / INVALID_ARGUMENT, not a 500, and
-  counts as a client error of the model. It is served by a plain ASGI middleware ahead of FastAPI's router
-  (`InferFastPath`): route matching and dependency solving cost more CPU than a 1-row LightGBM call.
+  counts as a client error of the model. It is served by `tickserve.serving.InferFastPath`, the ASGI app
+  uvicorn runs, ahead of KServe's FastAPI app and its middleware.
 - gRPC runs without KServe's per-call logging interceptor and parses ModelInfer messages itself.
 - /metrics aggregates all processes when --workers > 1; REST worker processes load their models at startup.
 - Per-request log lines (latency, access log) are off unless --enable_latency_logging is set, and rejected
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -39,6 +38,8 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import to_headers
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
+
+from tickserve.serving import InferFastPath, serve_app, use_uvloop
 
 from .base import TickPredictor
 from .repository import PredictorRepository, PredictorRepositoryExtension, load_restored_repositories
@@ -78,55 +79,13 @@ async def infer(request: Request, model_name: str) -> Response:
     return rest_response(response)
 
 
-class InferFastPath:
-    """Serves POST /v2/models/{name}/infer before FastAPI's routing and dependency machinery; everything else
-    (and the same route, should this be bypassed) goes on to the app. Errors become the responses the app's
-    exception handlers (KServe's: InvalidInput -> 400, ModelNotFound -> 404 ...) make of them; an unexpected
-    error propagates to Starlette's ServerErrorMiddleware as it would from the route."""
-
-    PREFIX, SUFFIX = "/v2/models/", "/infer"
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or scope.get("method") != "POST" or not path.endswith(self.SUFFIX):
-            return await self.app(scope, receive, send)
-        model_name = path[len(self.PREFIX) : -len(self.SUFFIX)]
-        if not path.startswith(self.PREFIX) or not model_name or "/" in model_name:
-            return await self.app(scope, receive, send)
-        request = Request(scope, receive)
-        try:
-            response = await infer(request, model_name)
-        except Exception as error:
-            handler = handler_for(error)
-            if handler is None:
-                raise
-            response = await handler(request, error)
-        await response(scope, receive, send)
-
-
-def handler_for(error: Exception) -> Any:
-    """The app's exception handler for `error`'s class, most specific first (Starlette's lookup), None for the
-    catch-all Exception handler, which belongs to ServerErrorMiddleware."""
-    handlers = kserve_model_server.app.exception_handlers
-    for cls in type(error).__mro__:
-        if cls is Exception:
-            return None
-        if cls in handlers:
-            return handlers[cls]
-    return None
-
-
-# At import, on KServe's module-level app: REST worker processes (--workers > 1) import the app afresh and import
-# this module when they unpickle the data plane below, so every process answers the same way. Routes added here
-# come before the ones KServe adds when the server starts, so this /metrics is the one served.
+# At import, on KServe's module-level app: REST worker processes (--workers > 1) import this module (the app they
+# serve, see PredictorServer.start), so every process answers the same way. Routes added here come before the
+# ones KServe adds when the server starts, so this /metrics is the one served.
 kserve_model_server.app.add_exception_handler(RequestValidationError, request_validation_error)
 kserve_model_server.app.add_api_route("/metrics", metrics, methods=["GET"])
-kserve_model_server.app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
 kserve_model_server.app.router.on_startup.append(load_restored_repositories)
-kserve_model_server.app.add_middleware(InferFastPath)
+app = InferFastPath(kserve_model_server.app, infer=infer)
 
 
 class PredictorDataPlane(DataPlane):
@@ -230,6 +189,7 @@ class PredictorServer(ModelServer):
         self._grpc_options = grpc_options
 
     def start(self, models: list) -> None:  # type: ignore[override]
+        serve_app(f"{__name__}:app")
         if self.workers == 1 and self.event_loop in ("auto", "uvloop"):
             use_uvloop(required=self.event_loop == "uvloop")
         if self._grpc_enabled:
@@ -238,21 +198,6 @@ class PredictorServer(ModelServer):
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         super().start(models)
-
-
-def use_uvloop(*, required: bool) -> None:
-    """With one worker KServe serves REST inside its own asyncio.run(), whatever --event_loop says (uvicorn picks
-    uvloop only for the worker processes it starts): make that run use uvloop when it is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        if required:
-            raise
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    # KServe's setup_event_loop() calls get_event_loop() before asyncio.run(), which uvloop >= 0.22 refuses
-    # without a current loop (asyncio itself would quietly make one, as this does).
-    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 class ClientErrorsWithoutTraceback(logging.Filter):

@@ -23,8 +23,10 @@ from tickserve.transformers.feature_store import connect
 from tickserve.transformers.predictor_client import predictor_client
 from tickserve.transformers.transformer import FeatureTransformer
 from tickserve.transformers.transformer_errors import add_rest_handlers
-from tickserve.transformers.transformer_rest import add_infer_route
+from tickserve.transformers.transformer_rest import serve_transformer
 from tickserve.transformers.transformer_settings import TransformerSettings
+
+from tickserve.serving import use_uvloop
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     transformer.load()
     add_rest_handlers(model_server.app)
-    add_infer_route(model_server.app, transformer)
+    serve_transformer(transformer)
     server = ModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         # large share of the transformer's CPU. Keep them for --enable_latency_logging true.
         for name in ("uvicorn.access", "kserve.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if args.event_loop in ("auto", "uvloop"):  # one process: KServe's asyncio.run() serves REST and gRPC
+        use_uvloop(required=args.event_loop == "uvloop")
     server.start([transformer])
     return 0
 
