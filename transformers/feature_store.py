@@ -31,11 +31,21 @@ FEATURE_FIELDS = (b"v", b"ts", b"schema")
 VECTOR_DTYPE = np.dtype("<f4")
 
 
-def connect(url: str, timeout_seconds: float) -> redis.Redis:
-    """A client with socket timeouts and without redis-py's own retries: callers own the retry policy."""
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, retry=Retry(NoBackoff(), 0)
+def connect(url: str, timeout_seconds: float, max_connections: int = 64) -> redis.Redis:
+    """A client with socket timeouts and without redis-py's own retries: callers own the retry policy.
+
+    The pool blocks (up to the timeout) when all `max_connections` are busy instead of failing at once, so a
+    burst of concurrent requests queues for a connection rather than being reported as Redis being down.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 0),
     )
+    return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 def features_key(symbol: str) -> str:

@@ -8,12 +8,11 @@ reported as `PredictorUnavailable` (with whether an immediate retry can help) an
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from typing import Protocol
 
+import aiohttp
 import grpc
-import httpx
 import numpy as np
 import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -79,21 +78,24 @@ def _output(model: str, response: InferResponse) -> PredictorOutput:
 
 
 class RestPredictorClient:
-    """v2 over HTTP with JSON bodies (KServe's REST client drops `model_version` from binary responses)."""
+    """v2 over HTTP/1.1 keep-alive connections with JSON bodies (KServe's REST client drops `model_version` from
+    binary responses). aiohttp rather than httpx: at 1,000 calls/s httpx's per-request CPU cost was the
+    transformer's largest, enough to saturate two cores. aiohttp sets TCP_NODELAY on its sockets."""
 
     def __init__(self, base_url: str, timeout_seconds: float) -> None:
         self._base_url = base_url
-        # TCP_NODELAY: httpx writes headers and body separately, and Nagle's algorithm would hold the body back
-        # until the headers are acknowledged (milliseconds on loopback).
-        transport = httpx.AsyncHTTPTransport(
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),  # no reconnect churn
-        )
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds, transport=transport)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the serving event loop
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=256)  # enough keep-alive connections: no reconnect churn
+            self._session = aiohttp.ClientSession(self._base_url, timeout=self._timeout, connector=connector)
+        return self._session
 
     async def feature_names(self, model: str) -> tuple[str, ...]:
-        response = await self._send("GET", model, f"/v2/models/{model}")
-        return tuple(item["name"] for item in response.json()["inputs"])
+        answer = await self._send("GET", model, f"/v2/models/{model}")
+        return tuple(item["name"] for item in orjson.loads(answer)["inputs"])
 
     async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
         tensor = {
@@ -103,30 +105,33 @@ class RestPredictorClient:
             "data": np.asarray(features, dtype=np.float32).ravel().tolist(),
         }
         body = orjson.dumps({"inputs": [tensor]})
-        response = await self._send("POST", model, f"/v2/models/{model}/infer", body)
-        return _output(model, InferResponse.from_rest(orjson.loads(response.content)))
+        answer = await self._send("POST", model, f"/v2/models/{model}/infer", body)
+        return _output(model, InferResponse.from_rest(orjson.loads(answer)))
 
-    async def _send(self, method: str, model: str, path: str, body: bytes | None = None) -> httpx.Response:
+    async def _send(self, method: str, model: str, path: str, body: bytes | None = None) -> bytes:
         headers = {"content-type": "application/json"} if body is not None else None
         try:
-            response = await self._http.request(method, path, content=body, headers=headers)
-        except httpx.TransportError as exc:
+            async with self._http().request(method, path, data=body, headers=headers) as response:
+                answer = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise PredictorUnavailable(f"predictor at {self._base_url} unreachable: {exc!r}", retryable=True) from exc
-        self._raise_for_status(model, response)
-        return response
+        self._raise_for_status(model, response.status, answer)
+        return answer
 
-    def _raise_for_status(self, model: str, response: httpx.Response) -> None:
-        if response.is_success:
+    @staticmethod
+    def _raise_for_status(model: str, status: int, answer: bytes) -> None:
+        if status < 300:
             return
-        message = f"predictor model {model} answered {response.status_code}: {response.text[:200]}"
-        if response.status_code == 404:
+        message = f"predictor model {model} answered {status}: {answer[:200].decode(errors='replace')}"
+        if status == 404:
             raise PredictorUnavailable(message, retryable=False)
-        if response.status_code in (502, 503, 504):
+        if status in (502, 503, 504):
             raise PredictorUnavailable(message, retryable=True)
         raise PredictorRejected(message)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 class GrpcPredictorClient:

@@ -14,6 +14,7 @@ naming the dependency; nothing is kept in a broken state, so the next request af
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,7 @@ from tickserve.transformers.transformer_errors import (
 from tickserve.transformers.transformer_settings import TransformerSettings, horizon_seconds
 
 SYMBOLS_INPUT = "symbols"
+MAX_RETRY_WAIT_S = 0.2
 T = TypeVar("T")
 
 FEATURE_AGE = Histogram(
@@ -364,17 +366,30 @@ class FeatureTransformer(Model):
 
     # --- bounded retries ---------------------------------------------------------------------------------------
 
-    def _retrying(self, retryable: Callable[[BaseException], bool]) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.settings.dependency_attempts),
-            wait=wait_exponential(multiplier=self.settings.retry_wait_seconds, max=0.2),
+    async def _attempt(
+        self, call: Callable[..., Awaitable[T]], args: tuple[Any, ...], retryable: Callable[[BaseException], bool]
+    ) -> T:
+        """`call(*args)`, retried on `retryable` errors up to `dependency_attempts` in all. The first attempt runs
+        outside tenacity: its per-call set-up costs as much as a Redis round trip, and almost every call
+        succeeds at once."""
+        try:
+            return await call(*args)
+        except Exception as exc:
+            if self.settings.dependency_attempts < 2 or not retryable(exc):
+                raise
+        first_wait = self.settings.retry_wait_seconds
+        await asyncio.sleep(min(first_wait, MAX_RETRY_WAIT_S))
+        retrying = AsyncRetrying(  # waits double from there: 2x, 4x ... the first, capped
+            stop=stop_after_attempt(self.settings.dependency_attempts - 1),
+            wait=wait_exponential(multiplier=2 * first_wait, max=MAX_RETRY_WAIT_S),
             retry=retry_if_exception(retryable),
             reraise=True,
         )
+        return await retrying(call, *args)
 
     async def _with_redis(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         try:
-            return await self._retrying(lambda exc: isinstance(exc, _REDIS_ERRORS))(call, *args)
+            return await self._attempt(call, args, lambda exc: isinstance(exc, _REDIS_ERRORS))
         except _REDIS_ERRORS as exc:
             raise DependencyUnavailable(
                 "redis",
@@ -384,9 +399,7 @@ class FeatureTransformer(Model):
 
     async def _with_predictor(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         try:
-            return await self._retrying(lambda exc: isinstance(exc, PredictorUnavailable) and exc.retryable)(
-                call, *args
-            )
+            return await self._attempt(call, args, lambda exc: isinstance(exc, PredictorUnavailable) and exc.retryable)
         except PredictorUnavailable as exc:
             raise DependencyUnavailable("predictor", f"predictor unavailable: {exc}") from exc
         except PredictorRejected as exc:
