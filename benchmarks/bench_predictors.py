@@ -383,7 +383,10 @@ def window_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> N
             *(Case(name, 1, concurrency, v2_body(models.WINDOW_INPUT, window)) for concurrency in CONCURRENCIES),
             Case(f"{name} binary", 1, 16, binary_body, binary_headers),
         ]
-        layouts = [(BATCHING_OFF, WORKERS, 0.0), *((system, n, BATCH_WAIT_MS) for n, system in BATCHING_ON.items())]
+        layouts = [
+            (BATCHING_OFF, WORKERS, 1, 0.0),
+            *((system, n, BATCH_ROWS, BATCH_WAIT_MS) for n, system in BATCHING_ON.items()),
+        ]
         peers = {
             system: functools.partial(
                 servers.tickserve_predictor,
@@ -391,10 +394,10 @@ def window_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> N
                 workdir,
                 name="window",
                 workers=workers,
-                max_batch_size=BATCH_ROWS,
+                max_batch_size=batch_rows,
                 max_latency_ms=latency_ms,
             )
-            for system, workers, latency_ms in layouts
+            for system, workers, batch_rows, latency_ms in layouts
         }
         with started(peers, cases, expected, run) as ready:
             compare(ready, cases, run)

@@ -44,7 +44,7 @@ class TickPredictor(Model, ABC):
             MicroBatcher(
                 self.predict_arrays, executor, settings.max_batch_size, settings.max_latency_ms, self.metrics.batch
             )
-            if settings.max_latency_ms > 0
+            if settings.max_batch_size > 1
             else None
         )
 

@@ -1,7 +1,8 @@
 """Adaptive micro-batching: concurrent requests to one model are coalesced into one framework call.
 
 While the model is busy, requests accumulate and leave together (up to `max_batch_size` rows) as soon as it is
-free. An idle model also waits up to `max_latency_ms` for a batch to fill, but only while requests are arriving
+free: with the default `max_latency_ms` of 0 that is all, so batches cost no latency and grow only when the
+model is the bottleneck. With a wait set, an idle model also waits up to `max_latency_ms` for a batch to fill, but only while requests are arriving
 concurrently (one arrived while another was still unanswered, within the last `LOAD_MEMORY_S`, or ten times
 the wait if longer): a lone caller never waits for companions that are not coming, so batches grow with load and
 low-load latency stays that of a single call. Concurrency is judged by overlapping requests, not by the size of

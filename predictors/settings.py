@@ -17,8 +17,10 @@ class PredictorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TICKSERVE_", extra="ignore")
 
-    max_batch_size: int = Field(64, ge=1, description="rows coalesced into one model call")
-    max_latency_ms: float = Field(1.0, ge=0, description="longest wait for a batch to fill; 0 disables batching")
+    max_batch_size: int = Field(64, ge=1, description="rows coalesced into one model call; 1 disables batching")
+    max_latency_ms: float = Field(
+        0.0, ge=0, description="extra wait for a batch to fill under concurrent load; 0: only requests that queued"
+    )
     max_request_rows: int = Field(4096, ge=1, description="rows one request may carry; more is a 400")
     track: Literal["stable", "canary"] = Field("stable", description="rollout track, a metrics label")
     model_version: str | None = Field(None, description="overrides the version read from the MLmodel file")

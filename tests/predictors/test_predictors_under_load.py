@@ -37,7 +37,7 @@ def test_batched_results_equal_unbatched(start_predictor, lightgbm_dir, booster)
         with ThreadPoolExecutor(16) as pool:
             batched_results = list(pool.map(lambda rows: infer_rows(batched, rows), requests))
         samples = scrape(batched.url)
-    with start_predictor(lightgbm_dir, name="unbatched", args=("--max_latency_ms", "0")) as unbatched:
+    with start_predictor(lightgbm_dir, name="unbatched", args=("--max_batch_size", "1")) as unbatched:
         unbatched_results = [infer_rows(unbatched, rows) for rows in requests]
     for rows, from_batch, alone in zip(requests, batched_results, unbatched_results, strict=True):
         np.testing.assert_array_equal(from_batch, alone)
@@ -82,7 +82,7 @@ def test_health_answers_while_the_model_is_saturated(start_predictor, tmp_path) 
     # A call of about a third of a second: GIL hand-offs delay a health check by tens of milliseconds.
     slow_dir = save_plain_torchscript(tmp_path / "slower", slow_module(iterations=400), example=None)
     body = {"inputs": [{"name": "x", "shape": [256, 256], "datatype": "FP32", "data": [0.01] * 256 * 256}]}
-    with start_predictor(slow_dir, name="slow", args=("--max_latency_ms", "0")) as slow:
+    with start_predictor(slow_dir, name="slow", args=("--max_batch_size", "1")) as slow:
         started = time.monotonic()
         assert httpx.post(f"{slow.url}/v2/models/slow/infer", json=body, timeout=120).status_code == 200
         one_call = time.monotonic() - started
