@@ -2,8 +2,10 @@
 
 Method (the same for every peer, in one run, on one machine):
 - Same model files: one LightGBM booster (40 named features) that tickserve loads from its MLflow layout and
-  MLServer from a byte-identical copy; a 2-layer LSTM (hidden 128) over a [60, 110] window exported as ONNX
-  and TorchScript. Every server's first answer is compared with the in-process prediction before load starts.
+  MLServer from a byte-identical copy; two networks over a [60, 110] window, each exported as ONNX and
+  TorchScript: a 2-layer LSTM (hidden 128), whose cost is compute that a batch barely shares, and a dense MLP
+  (hidden 2048, 512), whose cost is weight traffic that a batch shares. Every server's first answer is
+  compared with the in-process prediction before load starts.
 - Same request bodies: v2 JSON REST, one packed FP32 tensor (`features` [N, 40] or `window` [1, 60, 110]);
   the window is also sent with the v2 binary tensor extension, to show what JSON parsing costs.
 - Same load generator: wrk in a second process, closed loop, loopback only (benchmarks/loadgen.py).
@@ -352,23 +354,23 @@ def lightgbm_bench(bench_models: models.BenchModels, workdir: Path, run: Run) ->
         compare(ready, cases, run)
 
 
-def window_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> None:
+def window_bench(network_name: str, model: models.WindowModel, workdir: Path, run: Run) -> None:
     import onnxruntime
     import torch
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(bench_models.onnx / "model.onnx"), options)
+    session = onnxruntime.InferenceSession(str(model.onnx / "model.onnx"), options)
     torch.set_num_threads(1)
-    scripted = torch.jit.load(str(bench_models.torchscript / "data" / "model.pth"))
+    scripted = torch.jit.load(str(model.torchscript / "data" / "model.pth"))
     floors = {
         "onnx": lambda window: session.run(None, {models.WINDOW_INPUT: window}),
         "torchscript": lambda window: scripted(torch.from_numpy(window)),
     }
     window = rounded(models.synthetic_windows(1, seed=200))
     expected = session.run(None, {models.WINDOW_INPUT: window.astype(np.float32)})[0]
-    for fmt, model_dir in (("onnx", bench_models.onnx), ("torchscript", bench_models.torchscript)):
-        name = f"window-lstm {fmt}"
+    for fmt, model_dir in (("onnx", model.onnx), ("torchscript", model.torchscript)):
+        name = f"window-{network_name} {fmt}"
         cpu_per_row = {}
         with torch.inference_mode():
             for rows in (1, BATCH_ROWS):
@@ -454,7 +456,13 @@ def summary_rows(rows: list[dict]) -> list[dict]:
         summaries.append(
             cpu_info(f"cpu: lightgbm 1 row c16, {system} vs leanest mlserver", f"vs {lean['system']}", ours, lean)
         )
-    for case in (f"window-lstm {fmt}{body}" for fmt in ("onnx", "torchscript") for body in ("", " binary")):
+    window_cases = [
+        f"window-{network} {fmt}{body}"
+        for network in models.WINDOW_NETWORKS
+        for fmt in ("onnx", "torchscript")
+        for body in ("", " binary")
+    ]
+    for case in window_cases:
         off = find(rows, case, BATCHING_OFF, 16)
         for system in BATCHING_ON.values():
             on = find(rows, case, system, 16)
@@ -506,7 +514,8 @@ def run(out_dir: Path) -> list[dict]:
     )
     with stop_servers_on_sigterm(), tempfile.TemporaryDirectory(prefix="bench-predictors-") as scratch:
         lightgbm_bench(bench_models, Path(scratch), measured)
-        window_bench(bench_models, Path(scratch), measured)
+        for network_name, window_model in bench_models.windows.items():
+            window_bench(network_name, window_model, Path(scratch), measured)
     measured.notes["load_average_end"] = os.getloadavg()
     measured.rows.extend(summary_rows(measured.rows))
     path = report.write(out_dir, BENCH, measured.rows, measured.notes)
