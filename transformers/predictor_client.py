@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, to_http_parameters
+from kserve.protocol.infer_type import InferResponse, to_http_parameters
 from tickserve.predictors.signature import PACKED_FEATURES
 
 PROBABILITIES_OUTPUT = "probabilities"
@@ -59,10 +59,12 @@ class PredictorClient(Protocol):
     async def close(self) -> None: ...
 
 
-def _request(model: str, features: np.ndarray, binary: bool) -> InferRequest:
-    tensor = InferInput(PACKED_FEATURES, list(features.shape), "FP32")
-    tensor.set_data_from_numpy(np.ascontiguousarray(features, dtype=np.float32), binary_data=binary)
-    return InferRequest(model_name=model, infer_inputs=[tensor])
+def _grpc_request(model: str, features: np.ndarray) -> pb.ModelInferRequest:
+    """The packed FP32 tensor as raw little-endian bytes, built straight into the message (KServe's InferRequest
+    round trip costs more than the call on a 1-row miss)."""
+    array = np.ascontiguousarray(features, dtype="<f4")
+    tensor = pb.ModelInferRequest.InferInputTensor(name=PACKED_FEATURES, datatype="FP32", shape=list(array.shape))
+    return pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[array.tobytes()])
 
 
 def _output(model: str, response: InferResponse) -> PredictorOutput:
@@ -152,7 +154,7 @@ class GrpcPredictorClient:
 
     async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
         try:
-            response = await self._stub.ModelInfer(_request(model, features, True).to_grpc(), timeout=self._timeout)
+            response = await self._stub.ModelInfer(_grpc_request(model, features), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(model, exc) from exc
         return _output(model, InferResponse.from_grpc(response))

@@ -160,6 +160,13 @@ class FeatureTransformer(Model):
             self._predictor_clients[host] = self._connect_predictor(host)
         return self._predictor_clients[host]
 
+    async def close(self) -> None:
+        """Close the predictor clients and the Redis pool: run on the server's shutdown, in its event loop."""
+        for client in self._predictor_clients.values():
+            await client.close()
+        self._predictor_clients.clear()
+        await self._redis.aclose()
+
     def load(self) -> bool:
         # Dependencies are reached per request (with retries), so a transformer started before Redis or the
         # predictor serves as soon as they are up, and answers 503 naming them until then.

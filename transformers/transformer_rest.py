@@ -32,7 +32,8 @@ async def infer(transformer: FeatureTransformer, request: Request, model_name: s
 
 def serve_transformer(transformer: FeatureTransformer) -> None:
     """Have the ModelServer about to start answer infer requests through `infer` (single process only: the
-    transformer object lives in this one)."""
+    transformer object lives in this one), and close the transformer's connections when it shuts down."""
     global app
     app = InferFastPath(model_server.app, infer=partial(infer, transformer))
+    model_server.app.router.on_shutdown.append(transformer.close)
     serve_app(f"{__name__}:app")

@@ -190,3 +190,13 @@ async def test_grpc_clients_get_the_same_answer(stack, store_url) -> None:
             await client.infer(symbols(b"NOSUCH"))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     assert "NOSUCH" in error.value.details()
+
+
+async def test_stops_cleanly_closing_its_connections(stack, store_url) -> None:
+    _, predictors = stack
+    await write_features(store_url, {"BYE1": np.ones(len(NAMES))})
+    with transformer(store_url, predictors, HORIZONS) as front:
+        assert ask(front, ["BYE1"]).status_code == 200  # the predictor client and Redis pool are now open
+    log = front.process.log_path.read_text()
+    assert front.process.process.returncode == 0, log
+    assert "Unclosed" not in log and "Traceback" not in log, log
