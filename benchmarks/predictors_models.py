@@ -89,7 +89,8 @@ def lstm_network():  # -> torch.nn.Module (torch is imported lazily: it is slow 
 
     Its per-call cost is the 60 sequential steps, each a small matrix product that a batch widens: one window
     alone costs ~0.4 ms (ONNX Runtime) / ~0.85 ms (TorchScript) on one thread here, ~0.2 ms per window in a
-    batch of 16-64. That in-process gain (~2.5x ONNX, ~4x TorchScript) is the ceiling micro-batching can reach.
+    batch of 16-64. That in-process gain (the bench records it as `batching_ceiling_in_process`; 1.8x ONNX,
+    3.4x TorchScript in the README's run) is the ceiling micro-batching can reach.
     """
     import torch
 

@@ -17,10 +17,12 @@ import socket
 import sys
 
 from prometheus_client import REGISTRY, start_http_server
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tickserve.monitoring.quality import QualityMetrics, QualityMonitor, run_monitor
 from tickserve.transformers.feature_store import connect
+
+from tickserve.settings_cli import parse_settings
 
 
 class MonitorSettings(BaseSettings):
@@ -39,10 +41,8 @@ class MonitorSettings(BaseSettings):
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = MonitorSettings(_cli_parse_args=sys.argv[1:] if argv is None else argv)
-    except ValidationError as exc:
-        print(f"tickserve monitor: invalid settings:\n{exc}", file=sys.stderr)
+    settings = parse_settings(MonitorSettings, "tickserve monitor", argv)
+    if settings is None:
         return 2
     # The blocking stream read must not hit the socket timeout.
     client = connect(settings.redis_url, settings.redis_timeout_seconds + settings.poll_seconds)

@@ -30,10 +30,11 @@ from pathlib import Path
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickserve.processes import ServerProcess, free_port, port_open
+from tickserve.settings_cli import parse_settings
 
 STABLE_HORIZONS = ("15s", "1m")
 CHALLENGER = "mlp"
@@ -326,10 +327,8 @@ async def drive(
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = DemoSettings(_cli_parse_args=sys.argv[1:] if argv is None else argv)
-    except ValidationError as error:
-        print(f"tickserve demo: invalid settings:\n{error}", file=sys.stderr)
+    settings = parse_settings(DemoSettings, "tickserve demo", argv)
+    if settings is None:
         return 2
     logs = settings.workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +19,6 @@ from fastapi import FastAPI, Request, Response
 from kserve import model_server
 
 InferHandler = Callable[[Request, str], Awaitable[Response]]
-logger = logging.getLogger(__name__)
 
 
 class InferFastPath:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from prometheus_client import start_http_server
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tickserve.transformers.bars import BarInputError
 from tickserve.transformers.feature_store import FeatureWriter, connect
@@ -27,6 +27,8 @@ from tickserve.transformers.features import DEFAULT_WINDOWS, FeatureConfig, Feat
 from tickserve.transformers.ingest import Ingest
 from tickserve.transformers.ingest_sources import replay_source, synthetic_source, websocket_source
 from tickserve.transformers.market_data import SyntheticMarket
+
+from tickserve.settings_cli import parse_settings
 
 log = logging.getLogger("tickserve.ingest")
 
@@ -96,10 +98,8 @@ async def ingest(settings: IngestSettings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = IngestSettings(_cli_parse_args=sys.argv[1:] if argv is None else argv)
-    except ValidationError as exc:
-        print(f"tickserve ingest: invalid settings:\n{exc}", file=sys.stderr)
+    settings = parse_settings(IngestSettings, "tickserve ingest", argv)
+    if settings is None:
         return 2
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
