@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import report
-from tickserve.transformers.features import FeatureConfig, FeatureEngine
-from tickserve.transformers.features_direct import DirectFeatures
+from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
+from tickserve.transformers.features.reference import DirectFeatures
 
 SYMBOLS = 400
 WARMUP_STEPS = FeatureConfig().max_window - 1

@@ -38,30 +38,15 @@ REQUEST_TIMEOUT = 2.0
 HOT_SYMBOLS = 20
 
 
-def _save_model(path: Path) -> None:
-    import lightgbm as lgb
-    import mlflow.lightgbm
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from tickserve.transformers.features import FeatureConfig
-
-    names = FeatureConfig().names
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(2000, len(names))), columns=names)
-    label = (frame[names[0]] + frame[names[3]] > 0).astype(int)
-    params = {"objective": "binary", "verbose": -1, "num_leaves": 31, "num_threads": 1}
-    booster = lgb.train(params, lgb.Dataset(frame, label), num_boost_round=100)
-    p_up = booster.predict(frame.head(5))
-    signature = infer_signature(frame.head(5), np.stack([1 - p_up, p_up], axis=1))
-    mlflow.lightgbm.save_model(booster, str(path), signature=signature, metadata={"model_version": "1"})
-
-
 async def _seed_features(redis_url: str, symbols: list[str]) -> None:
-    from tickserve.transformers.feature_store import FeatureWriter, HotFeatures, connect
-    from tickserve.transformers.features import FeatureConfig
+    from tickserve.transformers.features.engine import FeatureConfig
+    from tickserve.transformers.store.features import FeatureWriter, HotFeatures
+    from tickserve.transformers.store.redis import connect
+
+    from tickserve.settings import RedisSettings
 
     config = FeatureConfig()
-    client = connect(redis_url, 5.0)
+    client = connect(RedisSettings(redis_url=redis_url, redis_timeout_seconds=2.0))
     vectors = np.random.default_rng(1).normal(size=(len(symbols), len(config.names)))
     await FeatureWriter(client, 86400).write(
         HotFeatures(config.schema_version, config.names, symbols, vectors, np.full(len(symbols), time.time()))
@@ -197,49 +182,43 @@ def _drain(url: str, body: bytes, seconds: float = 60.0) -> None:
 
 
 def run(out_dir: Path) -> list[dict]:
-    from tickserve.transformers.features import FeatureConfig
+    from tickserve.transformers.features.engine import FeatureConfig
 
-    from tickserve.processes import ServerProcess, free_port
+    from tickserve import launch, zoo
 
     load_average = os.getloadavg()[0]  # two shared cores: a busy machine explains slow figures
     workdir = Path(tempfile.mkdtemp(prefix="bench-transformer-"))
-    redis_port, predictor_http, predictor_grpc = free_port(), free_port(), free_port()
     model_dir = workdir / "signal-1h"
-    _save_model(model_dir)
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    redis_command = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", ""]
-    predictor_command = [
-        sys.executable, "-m", "tickserve.predictors", "--model_name", "signal-1h", "--model_dir", str(model_dir),
-        "--http_port", str(predictor_http), "--grpc_port", str(predictor_grpc),
-    ]  # fmt: skip
-    predictor_ready = f"http://127.0.0.1:{predictor_http}/v2/models/signal-1h/ready"
+    names = FeatureConfig().names
+    zoo.signal_model(model_dir, names, seed=0, version="1", rows=2000, rounds=100, num_leaves=31, shuffle=False)
     miss_symbols = [f"MISS{i}" for i in range(int(RATE * (DURATION + WARMUP)) * 2 + 10)]
     hot_symbols = [f"HOT{i}" for i in range(HOT_SYMBOLS)]
     rows: list[dict] = []
+    redis_server = launch.RedisServer(shutil.which("redis-server") or "redis-server", cwd=workdir)
+    predictor = launch.predictor("signal-1h", model_dir, cwd=workdir)
+    redis_url = redis_server.url
 
-    def transformer(protocol: str, predictor_host: str) -> tuple[ServerProcess, str]:
-        http_port = free_port()
-        command = [
-            sys.executable, "-m", "tickserve.transformers", "--model_name", "signal", "--http_port", str(http_port),
-            "--grpc_port", str(free_port()), "--predictor_host", predictor_host, "--predictor_protocol", protocol,
-            "--redis_url", redis_url, "--horizons", '{"1h": "signal-1h"}', "--max_feature_age_seconds", "3600",
-        ]  # fmt: skip
-        ready = f"http://127.0.0.1:{http_port}/v2/models/signal/ready"
-        process = ServerProcess(f"transformer-{protocol}", command, ready_url=ready, cwd=workdir, timeout=120)
-        return process, f"http://127.0.0.1:{http_port}/v2/models/signal/infer"
+    def transformer(protocol: str, predictor_host: str) -> tuple[launch.Server, str]:
+        process = launch.transformer(
+            redis_url,
+            {"signal-1h": predictor_host},
+            {"1h": "signal-1h"},
+            protocol=protocol,
+            name=f"transformer-{protocol}",
+            args=["--max_feature_age_seconds", "3600"],
+            cwd=workdir,
+        )
+        return process, f"{process.url}/v2/models/signal/infer"
 
-    with (
-        ServerProcess("redis-server", redis_command, tcp_port=redis_port, cwd=workdir),
-        ServerProcess("predictor", predictor_command, ready_url=predictor_ready, cwd=workdir, timeout=120),
-    ):
+    with redis_server, predictor:
         asyncio.run(_seed_features(redis_url, hot_symbols + miss_symbols))
-        predictor_url = f"http://127.0.0.1:{predictor_http}/v2/models/signal-1h/infer"
+        predictor_url = f"{predictor.url}/v2/models/signal-1h/infer"
         features_body = _features_body(len(FeatureConfig().names))
         direct = _measure(predictor_url, [features_body], workdir)
         _drain(predictor_url, features_body)
         rows.append({"bench": "transformer", "case": "predictor direct", "system": "tickserve predictor", **direct})
-        for protocol, host in (("grpc-v2", predictor_grpc), ("v2", predictor_http)):
-            process, url = transformer(protocol, f"127.0.0.1:{host}")
+        for protocol, host in (("grpc-v2", predictor.grpc), ("v2", predictor.http)):
+            process, url = transformer(protocol, host)
             with process:
                 # Hits first: a saturated miss case would leave a backlog that the hit case then pays for.
                 hit_bodies = [_symbols_body(symbol) for symbol in hot_symbols]

@@ -52,10 +52,9 @@ def synthetic_windows(rows: int, seed: int = SEED) -> np.ndarray:
 
 def build_lightgbm(root: Path) -> tuple[Path, Path]:
     """Train a binary booster (200 trees, 31 leaves) and save it as an MLflow model plus MLServer's copy."""
-    import lightgbm as lgb
-    import mlflow.lightgbm
     import pandas as pd
-    from mlflow.models import infer_signature
+
+    from tickserve import zoo
 
     mlflow_dir = root / "lightgbm-mlflow"
     text_file = root / "lightgbm-mlserver" / "model.txt"
@@ -64,11 +63,9 @@ def build_lightgbm(root: Path) -> tuple[Path, Path]:
         weights = np.random.default_rng(SEED + 1).normal(size=N_FEATURES)
         labels = (features @ weights + 0.5 * np.sin(features[:, 0] * 3) > 0).astype(np.int32)
         frame = pd.DataFrame(features, columns=FEATURE_NAMES)
-        params = {"objective": "binary", "num_leaves": 31, "learning_rate": 0.1, "verbose": -1, "seed": SEED}
-        booster = lgb.train(params, lgb.Dataset(frame, label=labels), num_boost_round=200)
-        signature = infer_signature(frame.head(100), booster.predict(frame.head(100)))
+        booster = zoo.train_lightgbm(frame, labels, seed=SEED, rounds=200, num_leaves=31)
         shutil.rmtree(mlflow_dir, ignore_errors=True)
-        mlflow.lightgbm.save_model(booster, str(mlflow_dir), signature=signature, pip_requirements=["lightgbm"])
+        zoo.save_lightgbm_mlflow(mlflow_dir, booster, frame.head(100))
     booster_file = mlflow_dir / "model.lgb"
     if not text_file.exists() or not filecmp.cmp(booster_file, text_file, shallow=False):
         text_file.parent.mkdir(parents=True, exist_ok=True)

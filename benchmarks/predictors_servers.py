@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from tickserve import launch
 from tickserve.processes import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,37 +131,20 @@ def tickserve_predictor(
     max_batch_size: int | None = None,
     max_latency_ms: float | None = None,
 ) -> Endpoint:
-    """tickserve's predictor server (`python -m tickserve.predictors`) on one model directory.
+    """tickserve's predictor server (`tickserve predictor`, from `tickserve.launch`) on one model directory.
 
     Micro-batching settings left at None keep the server's own defaults (its documented configuration).
     """
-    http_port, grpc_port = free_ports(2)
-    command = [
-        sys.executable,
-        "-m",
-        "tickserve.predictors",
-        "--model_name",
-        name,
-        "--model_dir",
-        str(model_dir),
-        "--http_port",
-        str(http_port),
-        "--grpc_port",
-        str(grpc_port),
-        "--workers",
-        str(workers),
-    ]
     env = {**SINGLE_THREAD_ENV, "TICKSERVE_THREADS": "1"}
     if max_batch_size is not None:
         env["TICKSERVE_MAX_BATCH_SIZE"] = str(max_batch_size)
     if max_latency_ms is not None:
         env["TICKSERVE_MAX_LATENCY_MS"] = f"{max_latency_ms:g}"
-    base = f"http://127.0.0.1:{http_port}/v2/models/{name}"
     workdir = Path(tempfile.mkdtemp(prefix="tickserve-", dir=workdir))
-    tag = f"tickserve-{name}-batch{max_batch_size}-wait{max_latency_ms}"
-    process = ServerProcess(tag, command, ready_url=f"{base}/ready", cwd=workdir, env=env, timeout=START_TIMEOUT_S)
-    config = {"command": " ".join(command[1:]), "env": env}
-    return Endpoint(process, f"{base}/infer", config)
+    process = launch.predictor(name, model_dir, args=["--workers", str(workers)], env=env, cwd=workdir)
+    process.name = f"tickserve-{name}-batch{max_batch_size}-wait{max_latency_ms}"
+    config = {"command": " ".join(process.command[1:]), "env": env}
+    return Endpoint(process, f"{process.url}/v2/models/{name}/infer", config)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -9,19 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightgbm
-import numpy as np
-from tickserve.transformers.features import feature_names
+from tickserve.transformers.features.engine import feature_names
+
+from tickserve import zoo
 
 VERSIONS = {"3": 3, "4": 4}  # version -> training seed
-
-
-def train(seed: int, names: list[str]) -> lightgbm.Booster:
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(2000, len(names)))
-    label = (features[:, 0] + 0.5 * rng.normal(size=len(features)) > 0).astype(int)
-    data = lightgbm.Dataset(features, label=label, feature_name=names)
-    return lightgbm.train({"objective": "binary", "verbose": -1, "seed": seed}, data, num_boost_round=20)
 
 
 def main(out: Path) -> int:
@@ -29,7 +21,8 @@ def main(out: Path) -> int:
     for version, seed in VERSIONS.items():
         target = out / "ticks-1m" / version
         target.mkdir(parents=True, exist_ok=True)
-        train(seed, names).save_model(str(target / "model.txt"))
+        booster, _ = zoo.train_signal_booster(names, seed=seed, rows=2000, rounds=20, shuffle=False)
+        booster.save_model(str(target / "model.txt"))
     print(f"make_models: {len(names)} features, versions {sorted(VERSIONS)} under {out}")
     return 0
 

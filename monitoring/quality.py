@@ -29,12 +29,11 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
-from tickserve.transformers.feature_store import prices_key
-from tickserve.transformers.prediction_cache import STREAM_KEY, Prediction
+from tenacity import RetryCallState
+from tickserve.transformers.store.features import prices_key
+from tickserve.transformers.store.predictions import STREAM_KEY, Prediction
+from tickserve.transformers.store.redis import until_redis_returns
 
 log = logging.getLogger("tickserve.monitor")
 
@@ -239,9 +238,5 @@ def _log_outage(state: RetryCallState) -> None:
 
 async def run_monitor(monitor: QualityMonitor, poll_seconds: float) -> None:
     """Run forever, surviving Redis outages: unacknowledged entries stay in the group and are taken back."""
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError)),
-        wait=wait_exponential(multiplier=0.1, max=poll_seconds * 5),
-        before_sleep=_log_outage,
-    )
+    retrying = until_redis_returns(first_wait_seconds=0.1, max_wait_seconds=poll_seconds * 5, on_retry=_log_outage)
     await retrying(monitor.run, poll_seconds)

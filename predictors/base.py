@@ -17,13 +17,12 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
-
-from .batching import Arrays, MicroBatcher
-from .codec import decode_request, encode_response
-from .metrics import ModelMetrics, Outcome
-from .model_dir import ModelArtifact
-from .settings import PredictorSettings
-from .signature import Signature, TensorSpec
+from tickserve.predictors.batching import Arrays, MicroBatcher
+from tickserve.predictors.codec import decode_request, encode_response
+from tickserve.predictors.metrics import ModelMetrics, Outcome
+from tickserve.predictors.model_dir import ModelArtifact
+from tickserve.predictors.settings import PredictorSettings
+from tickserve.predictors.signature import Signature, TensorSpec
 
 
 class TickPredictor(Model, ABC):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from .signature import Signature, from_mlflow
+from tickserve.predictors.signature import Signature, from_mlflow
 
 
 class Framework(StrEnum):

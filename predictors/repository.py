@@ -20,16 +20,15 @@ from pathlib import Path
 from kserve.errors import ModelNotFound
 from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-
-from .base import TickPredictor
-from .model_dir import Framework, locate
-from .settings import PredictorSettings
+from tickserve.predictors.base import TickPredictor
+from tickserve.predictors.model_dir import Framework, locate
+from tickserve.predictors.settings import PredictorSettings
 
 # Imported on demand so a LightGBM server never pays for importing torch.
 PREDICTOR_CLASSES: dict[Framework, str] = {
-    Framework.LIGHTGBM: "tickserve.predictors.lightgbm_predictor:LightGBMPredictor",
-    Framework.ONNX: "tickserve.predictors.onnx_predictor:ONNXPredictor",
-    Framework.TORCHSCRIPT: "tickserve.predictors.torchscript_predictor:TorchScriptPredictor",
+    Framework.LIGHTGBM: "tickserve.predictors.runtimes.lightgbm:LightGBMPredictor",
+    Framework.ONNX: "tickserve.predictors.runtimes.onnx:ONNXPredictor",
+    Framework.TORCHSCRIPT: "tickserve.predictors.runtimes.torchscript:TorchScriptPredictor",
 }
 
 
@@ -106,7 +105,7 @@ async def load_restored_repositories() -> None:
         repository = _AWAITING_LOAD.pop()
         for name in repository.model_dirs:
             repository._swap(await asyncio.to_thread(repository.build, name))
-    gc.freeze()  # as in __main__: keep the loaded frameworks out of the GC's scans
+    gc.freeze()  # as in cli.main: keep the loaded frameworks out of the GC's scans
 
 
 class PredictorRepositoryExtension(ModelRepositoryExtension):

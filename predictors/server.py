@@ -2,7 +2,7 @@
 
 - POST /v2/models/{name}/infer decodes the raw body once (`wire`: JSON or the binary extension, binary tensors
   stay bytes) and answers with orjson; malformed JSON / protobuf is a 400 / INVALID_ARGUMENT, not a 500, and
-  counts as a client error of the model. It is served by `tickserve.serving.InferFastPath`, the ASGI app
+  counts as a client error of the model. It is served by `tickserve.v2.fast_path.InferFastPath`, the ASGI app
   uvicorn runs, ahead of KServe's FastAPI app and its middleware.
 - gRPC runs without KServe's per-call logging interceptor and parses ModelInfer messages itself.
 - /metrics aggregates all processes when --workers > 1; REST worker processes load their models at startup.
@@ -27,7 +27,6 @@ from fastapi.responses import JSONResponse, Response
 from grpc import aio
 from kserve import ModelServer
 from kserve import logging as kserve_logging
-from kserve import model_server as kserve_model_server
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -38,12 +37,22 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import to_headers
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
+from tickserve.predictors.base import TickPredictor
+from tickserve.predictors.repository import (
+    PredictorRepository,
+    PredictorRepositoryExtension,
+    load_restored_repositories,
+)
 
-from tickserve.serving import InferFastPath, serve_app, use_uvloop
-
-from .base import TickPredictor
-from .repository import PredictorRepository, PredictorRepositoryExtension, load_restored_repositories
-from .wire import decode_grpc_message, decode_rest_body, grpc_to_infer_request, pydantic_problems, rest_response
+from tickserve import kserve_compat
+from tickserve.v2.fast_path import InferFastPath
+from tickserve.v2.wire import (
+    decode_grpc_message,
+    decode_rest_body,
+    grpc_to_infer_request,
+    pydantic_problems,
+    rest_response,
+)
 
 
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -82,10 +91,10 @@ async def infer(request: Request, model_name: str) -> Response:
 # At import, on KServe's module-level app: REST worker processes (--workers > 1) import this module (the app they
 # serve, see PredictorServer.start), so every process answers the same way. Routes added here come before the
 # ones KServe adds when the server starts, so this /metrics is the one served.
-kserve_model_server.app.add_exception_handler(RequestValidationError, request_validation_error)
-kserve_model_server.app.add_api_route("/metrics", metrics, methods=["GET"])
-kserve_model_server.app.router.on_startup.append(load_restored_repositories)
-app = InferFastPath(kserve_model_server.app, infer=infer)
+kserve_compat.add_exception_handler(RequestValidationError, request_validation_error)
+kserve_compat.add_route("/metrics", metrics, methods=["GET"])
+kserve_compat.on_startup(load_restored_repositories)
+app = InferFastPath(kserve_compat.kserve_app(), infer=infer)
 
 
 class PredictorDataPlane(DataPlane):
@@ -189,9 +198,9 @@ class PredictorServer(ModelServer):
         self._grpc_options = grpc_options
 
     def start(self, models: list) -> None:  # type: ignore[override]
-        serve_app(f"{__name__}:app")
+        kserve_compat.serve_app(f"{__name__}:app")
         if self.workers == 1 and self.event_loop in ("auto", "uvloop"):
-            use_uvloop(required=self.event_loop == "uvloop")
+            kserve_compat.use_uvloop(required=self.event_loop == "uvloop")
         if self._grpc_enabled:
             self._grpc_server = PredictorGRPCServer(
                 self.grpc_port, self.dataplane, self.model_repository_extension, kwargs=self._grpc_options

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .datatypes import MLFLOW_COLUMN_TO_V2, v2_datatype
-
-PACKED_FEATURES = "features"
+from tickserve.predictors.datatypes import MLFLOW_COLUMN_TO_V2, v2_datatype
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def test_wheel_installs_only_under_the_tickserve_namespace(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"tickserve"}
-    for component in ("predictors", "transformers", "registry_sync", "monitoring"):
+    for component in ("predictors", "predictors/runtimes", "transformers/store", "registry_sync", "monitoring"):
         assert f"tickserve/{component}/__init__.py" in names
 
 
@@ -45,3 +46,14 @@ def test_hugging_face_transformers_still_imports_after_install(wheel: Path, tmp_
     hf_file, ours = result.stdout.split()
     assert hf_file.endswith("site-packages/transformers/__init__.py")
     assert ours.endswith("site-packages/tickserve/transformers/__init__.py")
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    """A subpackage missing from pyproject's list imports fine from a checkout but is absent from the wheel."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO / folder)
+            on_disk.add(".".join((package, *relative.parts)))
+    assert on_disk <= set(setuptools["packages"]), f"not listed: {sorted(on_disk - set(setuptools['packages']))}"

@@ -11,15 +11,18 @@ import sys
 
 # subcommand -> (module with main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predictor": ("tickserve.predictors.__main__", "serve a model over the Open Inference Protocol (KServe v2)"),
+    "predictor": ("tickserve.predictors.cli", "serve a model over the Open Inference Protocol (KServe v2)"),
     "features": (
-        "tickserve.transformers.replay",
+        "tickserve.transformers.features.cli",
         "compute features offline: features replay --input bars.csv --output features.csv",
     ),
-    "ingest": ("tickserve.transformers.ingest_cli", "market data (replay, websocket, synthetic) -> Redis hot features"),
-    "transformer": ("tickserve.transformers.__main__", "serve the KServe feature transformer (symbols in, signal out)"),
-    "monitor": ("tickserve.monitoring.quality_cli", "score predictions against realised returns, export accuracy"),
-    "demo": ("tickserve.demo", "the whole data path on one machine: train, register, serve, stream, watch"),
+    "ingest": ("tickserve.transformers.ingest.cli", "market data (replay, websocket, synthetic) -> Redis hot features"),
+    "transformer": (
+        "tickserve.transformers.transformer.cli",
+        "serve the KServe feature transformer (symbols in, signal out)",
+    ),
+    "monitor": ("tickserve.monitoring.cli", "score predictions against realised returns, export accuracy"),
+    "demo": ("tickserve.demo.cli", "the whole data path on one machine: train, register, serve, stream, watch"),
 }
 
 

@@ -27,7 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from servers import ServerProcess, free_port
+
+from tickserve.processes import ServerProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_GO_MOD = REPO_ROOT / "hack" / "tools" / "go.mod"

@@ -14,9 +14,10 @@ import lightgbm
 import numpy as np
 import pytest
 from ruamel.yaml import YAML
-from servers import ServerProcess, free_port
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-from tickserve.transformers.features import feature_names
+from tickserve.transformers.features.engine import feature_names
+
+from tickserve.processes import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tickserve"

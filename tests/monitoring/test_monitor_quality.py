@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sys
 import time
 from collections import defaultdict
 
@@ -14,26 +13,20 @@ import numpy as np
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
-from servers import ServerProcess, free_port
 from tickserve.monitoring.quality import QualityMetrics, QualityMonitor
-from tickserve.transformers.feature_store import FeatureWriter, HotFeatures, connect
-from tickserve.transformers.prediction_cache import Prediction, PredictionSink
+from tickserve.transformers.store.features import FeatureWriter, HotFeatures
+from tickserve.transformers.store.predictions import Prediction, PredictionSink
+from tickserve.transformers.store.redis import connect
+
+from tickserve import launch
+from tickserve.launch import metric_sum
+from tickserve.processes import free_port
+from tickserve.settings import RedisSettings
 
 T0, STEP, HORIZON = 1_700_000_000.0, 60.0, 600.0
 SYMBOLS = ["S1", "S2"]
 VERSIONS = [("signal-10m", "1", "stable"), ("signal-10m", "2", "canary")]
 HIGH = 0.7
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples called `name` whose labels include `labels`."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
 
 
 def price_path(seed: int, bars: int) -> dict[str, list[float]]:
@@ -42,7 +35,7 @@ def price_path(seed: int, bars: int) -> dict[str, list[float]]:
 
 
 async def write_closes(url: str, prices: dict[str, list[float]], start: int, stop: int) -> None:
-    client = connect(url, 2.0)
+    client = connect(RedisSettings(redis_url=url, redis_timeout_seconds=2.0))
     closes = [(s, T0 + STEP * k, prices[s][k]) for k in range(start, stop) for s in SYMBOLS]
     await FeatureWriter(client, 10 * 86400).write(HotFeatures("none", [], [], np.empty((0, 0)), np.empty(0), closes))
     await client.aclose()
@@ -94,12 +87,9 @@ def expected_accuracy(predictions: list[Prediction], prices: dict[str, list[floa
     return tallies
 
 
-def monitor(url: str, port: int) -> ServerProcess:
-    command = [
-        sys.executable, "-m", "tickserve.monitoring.quality_cli", "--redis_url", url, "--metrics_port", str(port),
-        "--consumer", "test", "--window", "1000", "--high_confidence", str(HIGH), "--poll_seconds", "0.2",
-    ]  # fmt: skip
-    return ServerProcess("monitor", command, ready_url=f"http://127.0.0.1:{port}/metrics", timeout=60)
+def monitor(url: str, port: int) -> launch.Server:
+    args = ["--consumer", "test", "--window", "1000", "--high_confidence", str(HIGH), "--poll_seconds", "0.2"]
+    return launch.monitor(url, args=args, metrics_port=port)
 
 
 def scraped_when(port: int, condition, seconds: float = 20.0) -> str:
@@ -119,7 +109,7 @@ async def test_accuracy_matches_hand_computed_joins_and_survives_a_restart(redis
     first_bars = 150  # prices exist for bars 0..149 at first; predictions span bars 0..149
     await write_closes(url, prices, 0, first_bars)
     predictions = make_predictions(seed=12, count=240, last_bar=first_bars)
-    client = connect(url, 2.0)
+    client = connect(RedisSettings(redis_url=url, redis_timeout_seconds=2.0))
     await PredictionSink(client, ttl_seconds=60, stream_maxlen=10_000).publish(predictions)
     await client.aclose()
     expected = expected_accuracy(predictions, prices, last_bar=first_bars - 1)
@@ -130,16 +120,16 @@ async def test_accuracy_matches_hand_computed_joins_and_survives_a_restart(redis
     port = free_port()
     with monitor(url, port):
         text = await asyncio.to_thread(
-            scraped_when, port, lambda t: metric_value(t, "tickserve_quality_scored_total") >= scored * 1.0
+            scraped_when, port, lambda t: metric_sum(t, "tickserve_quality_scored_total") >= scored * 1.0
         )
         for (version, track, scope), (correct, total) in expected.items():
             labels = {"model_version": version, "track": track, "scope": scope, "model": "signal-10m"}
-            assert metric_value(text, "tickserve_quality_scored_total", outcome="correct", **labels) == correct
-            assert metric_value(text, "tickserve_quality_scored_total", outcome="wrong", **labels) == total - correct
-            accuracy = metric_value(text, "tickserve_quality_directional_accuracy", **labels)
+            assert metric_sum(text, "tickserve_quality_scored_total", outcome="correct", **labels) == correct
+            assert metric_sum(text, "tickserve_quality_scored_total", outcome="wrong", **labels) == total - correct
+            accuracy = metric_sum(text, "tickserve_quality_directional_accuracy", **labels)
             assert accuracy == pytest.approx(correct / total)
-        assert metric_value(text, "tickserve_quality_unscored_total", reason="flat") == due - scored
-        assert metric_value(text, "tickserve_quality_pending_predictions") == len(predictions) - due
+        assert metric_sum(text, "tickserve_quality_unscored_total", reason="flat") == due - scored
+        assert metric_sum(text, "tickserve_quality_pending_predictions") == len(predictions) - due
 
     # The rest become due while no monitor runs; a new one takes its unacknowledged entries back.
     await write_closes(url, prices, first_bars, 200)
@@ -151,12 +141,12 @@ async def test_accuracy_matches_hand_computed_joins_and_survives_a_restart(redis
     late_scored = sum(total for (_, _, scope), (_, total) in late.items() if scope == "all")
     with monitor(url, port):
         text = await asyncio.to_thread(
-            scraped_when, port, lambda t: metric_value(t, "tickserve_quality_pending_predictions") == 0
+            scraped_when, port, lambda t: metric_sum(t, "tickserve_quality_pending_predictions") == 0
         )
-        assert metric_value(text, "tickserve_quality_scored_total", scope="all") == late_scored
+        assert metric_sum(text, "tickserve_quality_scored_total", scope="all") == late_scored
         for (version, track, scope), (correct, _) in late.items():
             labels = {"model_version": version, "track": track, "scope": scope}
-            assert metric_value(text, "tickserve_quality_scored_total", outcome="correct", **labels) == correct
+            assert metric_sum(text, "tickserve_quality_scored_total", outcome="correct", **labels) == correct
 
 
 def prediction(value: float, confidence: float) -> Prediction:
@@ -195,7 +185,7 @@ async def test_start_takes_back_more_pending_entries_than_one_read(redis_url: st
     """XREADGROUP from "0" returns the first `count` pending entries every time: start pages by last id."""
     url = f"{redis_url.rsplit('/', 1)[0]}/4"
     redis.Redis.from_url(url).flushdb()
-    client = connect(url, 2.0)
+    client = connect(RedisSettings(redis_url=url, redis_timeout_seconds=2.0))
     fresh = dataclasses.replace(prediction(0.5, 0.6), predicted_at=time.time())  # not yet past horizon + grace
     await PredictionSink(client, 60.0, 10_000).publish([fresh] * 7)
     metrics = QualityMetrics(CollectorRegistry(), window=4, high_confidence=0.9)

@@ -1,12 +1,9 @@
 """Fixtures of the predictor tests: model dirs built once per session, and real predictor servers
-(`python -m tickserve.predictors`) started as processes on free ports."""
+(`tickserve predictor`, from `tickserve.launch`) started as processes on free ports."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,38 +17,21 @@ from predictor_models import (
     train_booster,
     window_module,
 )
-from servers import ServerProcess, free_port
 
+from tickserve import launch
 
-@dataclass
-class Predictor:
-    name: str
-    http: str  # host:port, as tritonclient wants it
-    grpc: str
-    process: ServerProcess
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.http}"
-
-
-StartPredictor = Callable[..., contextlib.AbstractContextManager[Predictor]]
+StartPredictor = Callable[..., launch.Server]
 
 
 @pytest.fixture(scope="session")
 def start_predictor() -> StartPredictor:
-    """start_predictor(model_dir, name="model", env={...}, args=[...]) -> context manager of a running Predictor."""
+    """start_predictor(model_dir, name="model", env={...}, args=[...]) -> a predictor Server: use it in `with`.
+    Its `model_name` is the v2 model name, `http` / `grpc` the addresses tritonclient takes."""
 
-    @contextlib.contextmanager
-    def start(model_dir: Path, name: str = "model", env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
-        http_port, grpc_port = free_port(), free_port()
-        command = [
-            sys.executable, "-m", "tickserve.predictors", "--model_name", name, "--model_dir", str(model_dir),
-            "--http_port", str(http_port), "--grpc_port", str(grpc_port), *args,
-        ]  # fmt: skip
-        ready = f"http://127.0.0.1:{http_port}/v2/models/{name}/ready"
-        with ServerProcess(f"predictor-{name}", command, ready_url=ready, tcp_port=grpc_port, env=env) as process:
-            yield Predictor(name, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process)
+    def start(
+        model_dir: Path, name: str = "model", env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> launch.Server:
+        return launch.predictor(name, model_dir, env=env, args=args)
 
     return start
 
@@ -97,7 +77,7 @@ def slow_dir(models_root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lightgbm_server(start_predictor: StartPredictor, lightgbm_dir: Path) -> Iterator[Predictor]:
+def lightgbm_server(start_predictor: StartPredictor, lightgbm_dir: Path) -> Iterator[launch.Server]:
     with start_predictor(
         lightgbm_dir, name="signal", env={"TICKSERVE_TRACK": "canary", "TICKSERVE_MAX_REQUEST_ROWS": "256"}
     ) as predictor:

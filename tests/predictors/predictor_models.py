@@ -9,6 +9,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from tickserve import zoo
+
 FEATURES = ["ret_1", "ret_5", "ret_15", "vol_5", "spread", "imbalance"]
 WINDOW = (20, 8)  # timesteps x features of the sequence models
 
@@ -20,22 +22,14 @@ def feature_rows(rows: int, seed: int) -> np.ndarray:
 def train_booster(seed: int, rounds: int = 20, objective: str = "binary") -> lgb.Booster:
     frame = pd.DataFrame(feature_rows(400, seed), columns=FEATURES)
     label = (frame.ret_1 + 0.5 * frame.imbalance > 0).astype(int)
-    params = {"objective": objective, "verbose": -1, "num_leaves": 7, "seed": seed, "num_threads": 1}
     if objective == "multiclass":
-        params["num_class"] = 3
         label = label + (frame.spread > 1).astype(int)
-    return lgb.train(params, lgb.Dataset(frame, label), num_boost_round=rounds)
+    num_class = 3 if objective == "multiclass" else None
+    return zoo.train_lightgbm(frame, label, seed=seed, rounds=rounds, objective=objective, num_class=num_class)
 
 
 def save_lightgbm_mlflow(path: Path, booster: lgb.Booster, version: str | None = None) -> Path:
-    import mlflow.lightgbm
-    from mlflow.models import infer_signature
-
-    frame = pd.DataFrame(feature_rows(5, 0), columns=FEATURES)
-    signature = infer_signature(frame, booster.predict(frame))
-    metadata = {"model_version": version} if version else None
-    mlflow.lightgbm.save_model(booster, str(path), signature=signature, metadata=metadata)
-    return path
+    return zoo.save_lightgbm_mlflow(path, booster, pd.DataFrame(feature_rows(5, 0), columns=FEATURES), version=version)
 
 
 def window_module(seed: int = 0):

@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from predictor_metrics import scrape, value
 from predictor_models import feature_rows
+
+from tickserve.launch import metric_sum
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def packed(rows: int, datatype: str = "FP64", name: str = "features", width: int
 
 
 def assert_still_serving(predictor) -> None:
-    response = httpx.post(f"{predictor.url}/v2/models/{predictor.name}/infer", json=GOOD)
+    response = httpx.post(f"{predictor.url}/v2/models/{predictor.model_name}/infer", json=GOOD)
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["name"] == "probabilities"
 
@@ -65,7 +66,7 @@ REST_CASES = [
 
 @pytest.mark.parametrize(("model", "body", "headers", "status", "message"), REST_CASES)
 def test_rest_bad_input_is_a_4xx_naming_the_problem(lightgbm_server, model, body, headers, status, message) -> None:
-    url = f"{lightgbm_server.url}/v2/models/{model or lightgbm_server.name}/infer"
+    url = f"{lightgbm_server.url}/v2/models/{model or lightgbm_server.model_name}/infer"
     response = httpx.post(url, content=body, headers={"content-type": "application/json", **headers})
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
@@ -79,7 +80,7 @@ def test_rest_binary_inputs_shorter_than_declared_are_refused(lightgbm_server) -
     }
     head = json.dumps(header).encode()
     response = httpx.post(
-        f"{lightgbm_server.url}/v2/models/{lightgbm_server.name}/infer",
+        f"{lightgbm_server.url}/v2/models/{lightgbm_server.model_name}/infer",
         content=head + rows.tobytes()[:48],
         headers={"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"},
     )
@@ -136,7 +137,7 @@ def test_wrong_width_to_a_torchscript_model_without_signature_is_a_400(start_pre
             assert complaint in response.json()["error"]
         good = {"inputs": [{"name": "x", "shape": [1, 256], "datatype": "FP32", "data": [0.1] * 256}]}
         assert httpx.post(url, json=good, timeout=30).status_code == 200
-        samples = scrape(slow.url)
+        samples = slow.metrics_text()
     labels = {"model_name": "slow", "model_version": "1", "track": "stable"}
-    assert value(samples, "tickserve_predictor_requests_total", outcome="client_error", **labels) == 2
-    assert value(samples, "tickserve_predictor_requests_total", outcome="server_error", **labels) == 0
+    assert metric_sum(samples, "tickserve_predictor_requests_total", outcome="client_error", **labels) == 2
+    assert metric_sum(samples, "tickserve_predictor_requests_total", outcome="server_error", **labels) == 0

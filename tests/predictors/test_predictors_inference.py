@@ -18,12 +18,12 @@ def infer_http(predictor, name: str, array: np.ndarray, datatype: str, *, binary
     tensor = triton_http.InferInput(name, list(array.shape), datatype)
     tensor.set_data_from_numpy(array, binary_data=binary)
     return client.infer(
-        predictor.name, [tensor], outputs=[triton_http.InferRequestedOutput("probabilities", binary_data=binary)]
+        predictor.model_name, [tensor], outputs=[triton_http.InferRequestedOutput("probabilities", binary_data=binary)]
     )
 
 
 def infer_grpc(predictor, name: str, array: np.ndarray, datatype: str) -> dict:
-    answer = triton_grpc_client.call(predictor.grpc, predictor.name, [(name, array, datatype)])
+    answer = triton_grpc_client.call(predictor.grpc, predictor.model_name, [(name, array, datatype)])
     assert "outputs" in answer, answer
     return answer
 
@@ -53,21 +53,23 @@ def test_lightgbm_one_tensor_per_column_equals_packed(lightgbm_server, booster) 
         tensor = triton_http.InferInput(name, [len(rows)], "FP64")
         tensor.set_data_from_numpy(rows[:, position].copy())
         tensors.append(tensor)
-    result = client.infer(lightgbm_server.name, tensors)
+    result = client.infer(lightgbm_server.model_name, tensors)
     np.testing.assert_allclose(result.as_numpy("probabilities"), booster_probabilities(booster, rows), rtol=1e-6)
 
 
 def test_tritonclient_grpc_gets_bad_input_as_invalid_argument(lightgbm_server) -> None:
-    answer = triton_grpc_client.call(lightgbm_server.grpc, lightgbm_server.name, [("feats", np.zeros((1, 6)), "FP64")])
+    answer = triton_grpc_client.call(
+        lightgbm_server.grpc, lightgbm_server.model_name, [("feats", np.zeros((1, 6)), "FP64")]
+    )
     assert answer["status"] == "StatusCode.INVALID_ARGUMENT"
     assert "unknown input(s) 'feats'" in answer["message"]
 
 
 def test_lightgbm_metadata_lists_the_signature_columns_in_order(lightgbm_server) -> None:
-    metadata = triton_http.InferenceServerClient(lightgbm_server.http).get_model_metadata(lightgbm_server.name)
+    metadata = triton_http.InferenceServerClient(lightgbm_server.http).get_model_metadata(lightgbm_server.model_name)
     assert [(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]] == [(f, "FP64", [-1]) for f in FEATURES]
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
-    grpc_metadata = triton_grpc_client.call(lightgbm_server.grpc, lightgbm_server.name)
+    grpc_metadata = triton_grpc_client.call(lightgbm_server.grpc, lightgbm_server.model_name)
     assert [tensor["name"] for tensor in grpc_metadata["inputs"]] == FEATURES
 
 

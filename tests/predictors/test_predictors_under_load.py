@@ -17,8 +17,9 @@ import pytest
 import tritonclient.http as triton_http
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
-from predictor_metrics import scrape, value
 from predictor_models import feature_rows, save_lightgbm_mlflow, save_plain_torchscript, slow_module, train_booster
+
+from tickserve.launch import metric_sum
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def infer_rows(predictor, rows: np.ndarray) -> np.ndarray:
     client = triton_http.InferenceServerClient(predictor.http)
     tensor = triton_http.InferInput("features", list(rows.shape), "FP64")
     tensor.set_data_from_numpy(rows)
-    return client.infer(predictor.name, [tensor]).as_numpy("probabilities")
+    return client.infer(predictor.model_name, [tensor]).as_numpy("probabilities")
 
 
 def test_batched_results_equal_unbatched(start_predictor, lightgbm_dir, booster) -> None:
@@ -36,15 +37,15 @@ def test_batched_results_equal_unbatched(start_predictor, lightgbm_dir, booster)
     with start_predictor(lightgbm_dir, name="batched", args=batching) as batched:
         with ThreadPoolExecutor(16) as pool:
             batched_results = list(pool.map(lambda rows: infer_rows(batched, rows), requests))
-        samples = scrape(batched.url)
+        samples = batched.metrics_text()
     with start_predictor(lightgbm_dir, name="unbatched", args=("--max_batch_size", "1")) as unbatched:
         unbatched_results = [infer_rows(unbatched, rows) for rows in requests]
     for rows, from_batch, alone in zip(requests, batched_results, unbatched_results, strict=True):
         np.testing.assert_array_equal(from_batch, alone)
         np.testing.assert_allclose(from_batch[:, 1], booster.predict(rows), rtol=1e-6)
     labels = {"model_name": "batched", "model_version": "3", "track": "stable"}
-    model_calls = value(samples, "tickserve_predictor_batch_size_count", **labels)
-    assert value(samples, "tickserve_predictor_batch_size_sum", **labels) == sum(len(rows) for rows in requests)
+    model_calls = metric_sum(samples, "tickserve_predictor_batch_size_count", **labels)
+    assert metric_sum(samples, "tickserve_predictor_batch_size_sum", **labels) == sum(len(rows) for rows in requests)
     assert model_calls < len(requests), "concurrent requests were never coalesced"
 
 
@@ -63,14 +64,14 @@ def test_a_failing_request_does_not_fail_the_others_in_its_batch(start_predictor
             time.sleep(0.3)
             responses = list(pool.map(call, values))
             assert blocker.result().status_code == 200
-        samples = scrape(guarded.url)
+        samples = guarded.metrics_text()
     for v, response in zip(values, responses, strict=True):
         if v < 0:
             assert response.status_code == 500 and "negative input" in response.text
         else:
             assert response.status_code == 200, response.text
             assert response.json()["outputs"][0]["data"] == [2 * v, 2 * v]
-    rows_tried = value(
+    rows_tried = metric_sum(
         samples, "tickserve_predictor_batch_size_sum", model_name="guarded", model_version="1", track="stable"
     )
     assert rows_tried > blocker_rows + len(values), (
@@ -175,7 +176,7 @@ def test_hot_reload_under_load_fails_no_request(start_predictor, tmp_path) -> No
 
 def test_metrics_count_outcomes_with_model_version_and_track(lightgbm_server) -> None:
     labels = {"model_name": "signal", "model_version": "3", "track": "canary"}
-    before = scrape(lightgbm_server.url)
+    before = lightgbm_server.metrics_text()
     url = f"{lightgbm_server.url}/v2/models/signal/infer"
     good = {"inputs": [{"name": "features", "shape": [2, 6], "datatype": "FP64", "data": [0.3] * 12}]}
     wrong_name = {"inputs": [{"name": "feats", "shape": [2, 6], "datatype": "FP64", "data": [0.3] * 12}]}
@@ -186,10 +187,10 @@ def test_metrics_count_outcomes_with_model_version_and_track(lightgbm_server) ->
     for _ in range(2):
         assert httpx.post(url, json=wrong_name).status_code == 400
     assert httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
-    after = scrape(lightgbm_server.url)
+    after = lightgbm_server.metrics_text()
 
     def delta(name: str, **extra: str) -> float:
-        return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
+        return metric_sum(after, name, **labels, **extra) - metric_sum(before, name, **labels, **extra)
 
     assert delta("tickserve_predictor_requests_total", outcome="ok") == 3
     assert delta("tickserve_predictor_requests_total", outcome="client_error") == 3  # wrong name x2, unparsable body
@@ -203,6 +204,6 @@ def test_several_rest_workers_serve_and_report_one_set_of_metrics(start_predicto
     with start_predictor(lightgbm_dir, name="workers", args=("--workers", "2")) as predictor:
         for _ in range(12):  # a new connection each time, so both worker processes take some
             np.testing.assert_allclose(infer_rows(predictor, rows)[:, 1], booster.predict(rows), rtol=1e-6)
-        samples = scrape(predictor.url)
+        samples = predictor.metrics_text()
     labels = {"model_name": "workers", "model_version": "3", "track": "stable"}
-    assert value(samples, "tickserve_predictor_requests_total", **labels, outcome="ok") == 12
+    assert metric_sum(samples, "tickserve_predictor_requests_total", **labels, outcome="ok") == 12

@@ -14,9 +14,11 @@ from predictor_models import FEATURES, save_lightgbm_mlflow, save_plain_torchscr
 from tickserve.predictors.batching import MicroBatcher
 from tickserve.predictors.codec import decode_request
 from tickserve.predictors.model_dir import Framework, ModelDirError, locate
-from tickserve.predictors.onnx_predictor import select_providers
-from tickserve.predictors.settings import settings_from
+from tickserve.predictors.runtimes.onnx import select_providers
+from tickserve.predictors.settings import PredictorSettings
 from tickserve.predictors.signature import Signature, TensorSpec, tabular_signature
+
+from tickserve.settings import parse_settings
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -49,15 +51,19 @@ def test_provider_selection_on_this_machine() -> None:
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKSERVE_TRACK", "canary")
     monkeypatch.setenv("TICKSERVE_MAX_BATCH_SIZE", "8")
-    settings = settings_from({"max_batch_size": 32, "track": None})
+    settings, _ = parse_settings(PredictorSettings, "tickserve predictor", ["--max_batch_size", "32"])
     assert settings.track == "canary"
     assert settings.max_batch_size == 32
 
 
-def test_invalid_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_setting_exits_2_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("TICKSERVE_TRACK", "blue")
-    with pytest.raises(ValueError, match="track"):
-        settings_from({})
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(PredictorSettings, "tickserve predictor", [])
+    assert exit_info.value.code == 2
+    assert "track" in capsys.readouterr().err
 
 
 def test_mlflow_lightgbm_dir_is_detected_with_its_signature(tmp_path) -> None:
@@ -206,7 +212,7 @@ async def test_a_batch_of_one_under_load_does_not_stop_the_batcher_waiting_for_c
 
 def test_only_torch_shape_complaints_count_as_bad_input() -> None:
     torch = pytest.importorskip("torch")
-    from tickserve.predictors.torchscript_predictor import shape_complaint
+    from tickserve.predictors.runtimes.torchscript import shape_complaint
 
     scripted = "The following operation failed in the TorchScript interpreter.\n  x.shape[0] <--- HERE\nRuntimeError: "
     assert shape_complaint(RuntimeError(scripted + "mm: mat1 and mat2 shapes cannot be multiplied (1x5 and 6x2)")) == (
@@ -221,7 +227,8 @@ def test_only_torch_shape_complaints_count_as_bad_input() -> None:
 def test_rest_response_is_json_or_header_plus_binary_outputs() -> None:
     import orjson
     from kserve.protocol.infer_type import InferOutput, InferResponse
-    from tickserve.predictors.wire import rest_response
+
+    from tickserve.v2.wire import rest_response
 
     values = np.array([[0.25, 0.75]], dtype=np.float32)
 
@@ -260,7 +267,7 @@ async def test_hot_reload_starts_the_new_version_and_stops_the_old_without_faili
     monkeypatch.setattr(TickPredictor, "start", recorded("start"))
     monkeypatch.setattr(TickPredictor, "stop", recorded("stop"))
     model_dir = save_lightgbm_mlflow(tmp_path / "m", train_booster(seed=2, rounds=3))
-    repository = PredictorRepository({"m": model_dir}, settings_from({}), threads=1)
+    repository = PredictorRepository({"m": model_dir}, PredictorSettings(), threads=1)
     repository.load_model("m")
     old = repository.get_model("m")
     assert calls == [("start", id(old))]
@@ -279,7 +286,7 @@ async def test_hot_reload_starts_the_new_version_and_stops_the_old_without_faili
 
 
 def test_validation_problems_name_where_and_why() -> None:
-    from tickserve.predictors.wire import decode_rest_body, pydantic_problems
+    from tickserve.v2.wire import decode_rest_body, pydantic_problems
 
     problems = [
         {"loc": ("body", "inputs", 0, "shape"), "msg": "Input should be a valid list"},

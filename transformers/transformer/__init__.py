@@ -1,0 +1,1 @@
+"""The KServe feature transformer: symbols in, hot features from Redis, v2 call to the predictor, signal out."""
