@@ -10,11 +10,17 @@ set -euo pipefail
 
 # module@version | directory inside the module holding the CRD YAML files | files to take (empty: every CRD there)
 # From prometheus-operator only the kinds an application ships: the Prometheus, Alertmanager, ThanosRuler,
-# PrometheusAgent, ScrapeConfig and AlertmanagerConfig CRDs are 0.3-0.8 MB schemas each, tickserve creates none
-# of them, and establishing them would add about 12 s to every test session.
+# PrometheusAgent and ScrapeConfig CRDs are 0.3-0.8 MB schemas each, tickserve creates none of them, and
+# establishing them would add about 10 s to every test session. AlertmanagerConfig (0.7 MB) is the exception: the
+# chart ships one (monitoring.alertmanagerConfig) to route rollback alerts.
+#
+# ClusterStorageContainer lives in its own subfolder of KServe's config/crd/full. KServe's controller needs it: without
+# it every reconcile of a predictor with STORAGE_URI fails ("StorageURI not supported: ... no matches for kind
+# ClusterStorageContainer"), so a KServe install must include it.
 pins=(
   "github.com/kserve/kserve@v0.20.0|config/crd/full|"
-  "github.com/prometheus-operator/prometheus-operator@v0.85.0|example/prometheus-operator-crd|monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_probes.yaml"
+  "github.com/kserve/kserve@v0.20.0|config/crd/full/clusterstoragecontainer|"
+  "github.com/prometheus-operator/prometheus-operator@v0.85.0|example/prometheus-operator-crd|monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_probes.yaml monitoring.coreos.com_alertmanagerconfigs.yaml"
 )
 
 if ! command -v go >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ import sys
 
 from prometheus_client import REGISTRY, start_http_server
 from pydantic import Field
+from tickserve.monitoring.judge import JudgeConfig
 from tickserve.monitoring.quality import QualityMetrics, QualityMonitor, run_monitor
 from tickserve.transformers.store.redis import connect
 
@@ -34,6 +35,13 @@ class MonitorSettings(RedisSettings):
     window: int = Field(200, gt=0, description="scored predictions per rolling-accuracy window")
     grace_seconds: float = Field(3600.0, ge=0, description="wall time past the horizon before giving up on prices")
     poll_seconds: float = Field(1.0, gt=0, description="longest wait for new predictions between scoring passes")
+    judge_alpha: float = Field(0.05, gt=0, lt=1, description="quality judge: false-rollback rate under continuous use")
+    judge_tau: float = Field(0.05, gt=0, description="quality judge: accuracy difference it is most sensitive to")
+    judge_min_scored: int = Field(200, ge=1, description="quality judge: scored outcomes per track before a verdict")
+    judge_worse_margin: float = Field(0.0, ge=0, description="quality judge: `worse` needs the drop to exceed this")
+    judge_no_worse_margin: float = Field(
+        0.01, description="quality judge: `no_worse` allows the canary this much below stable (negative: above)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     settings, _ = parse_settings(MonitorSettings, "tickserve monitor", argv, description=__doc__.split("\n")[0])
     # The blocking stream read must not hit the socket timeout.
     client = connect(settings, extra_wait_seconds=settings.poll_seconds)
-    metrics = QualityMetrics(REGISTRY, settings.window, settings.high_confidence)
+    judge = JudgeConfig(
+        settings.judge_alpha, settings.judge_tau, settings.judge_min_scored, settings.judge_worse_margin,
+        settings.judge_no_worse_margin,
+    )  # fmt: skip
+    metrics = QualityMetrics(REGISTRY, settings.window, settings.high_confidence, judge)
     monitor = QualityMonitor(client, metrics, settings.group, settings.consumer, settings.grace_seconds)
     start_http_server(settings.metrics_port)
     with contextlib.suppress(KeyboardInterrupt):

@@ -18,6 +18,9 @@ Exported per model, model_version, track and horizon, for scope `all` and `high_
 - `tickserve_quality_rolling_accuracy`: over the last `window` scored predictions;
 - `tickserve_quality_rolling_accuracy_trend`: rolling accuracy of the last window minus that of the window
   before it (present once two full windows exist; negative means getting worse).
+
+Each scored prediction (scope `all`) also feeds the quality judge (judge.py, judge_metrics.py): canary vs stable
+directional accuracy by an anytime-valid sequential test, exported as `tickserve_judge_*`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import ResponseError
 from tenacity import RetryCallState
+from tickserve.monitoring.judge import JudgeConfig
+from tickserve.monitoring.judge_metrics import JudgeMetrics
 from tickserve.transformers.store.features import prices_key
 from tickserve.transformers.store.predictions import STREAM_KEY, Prediction
 from tickserve.transformers.store.redis import until_redis_returns
@@ -44,7 +49,9 @@ SCOPES = ("all", "high_confidence")
 class QualityMetrics:
     """Accuracy bookkeeping per (model, version, track, horizon) and scope, exported as Prometheus metrics."""
 
-    def __init__(self, registry: CollectorRegistry, window: int, high_confidence: float) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, window: int, high_confidence: float, judge: JudgeConfig | None = None
+    ) -> None:
         self.window = window
         self.high_confidence = high_confidence
         scoped = (*LABELS, "scope")
@@ -69,6 +76,7 @@ class QualityMetrics:
         self.pending = Gauge("tickserve_quality_pending_predictions", "Predictions waiting", registry=registry)
         self._totals: dict[tuple[str, ...], list[int]] = {}
         self._recent: dict[tuple[str, ...], deque[bool]] = {}
+        self.judge = JudgeMetrics(registry, judge or JudgeConfig())
 
     def record(self, prediction: Prediction, realised_return: float) -> bool | None:
         """Score one prediction; True/False for correct/wrong, None when flat (not scored)."""
@@ -80,6 +88,7 @@ class QualityMetrics:
         scopes = SCOPES if prediction.confidence >= self.high_confidence else SCOPES[:1]
         for scope in scopes:
             self._observe((*labels, scope), correct)
+        self.judge.observe(prediction, correct)
         return correct
 
     def _observe(self, key: tuple[str, ...], correct: bool) -> None:
