@@ -6,7 +6,7 @@ Binaries come from KUBEBUILDER_ASSETS (etcd, kube-apiserver, kubectl) or from `m
 them with Go into ${TOOLS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/tickserve}/bin. When they are missing, the fixtures
 skip loudly on a developer machine and fail in CI (`from tiers import require`).
 
-Fixtures (all session-scoped except `namespace`):
+Fixtures (all session-scoped except `namespace` and `kserve_namespace`):
 
 - `k8s_tools` -> kube.Tools: paths `.etcd .kube_apiserver .kubectl .helm .kubeconform` and `.versions`
   (module -> version from hack/tools/go.mod; `.kubernetes_version` e.g. "v1.34.4"). Needs no cluster: use it
@@ -28,7 +28,8 @@ Fixtures (all session-scoped except `namespace`):
   (nor in its webhook), so the API server here accepts 150; the chart's values.schema.json bounds it.
 - `crds` -> kube.InstalledCrds: depends on control_plane; the CRDs from hack/crds.sh, read from the Go module cache,
   applied and Established (about 15 s, most of it the 0.6 MB InferenceService schema): every KServe v0.20.0
-  config/crd/full CRD, and prometheus-operator v0.85.0's PodMonitor, ServiceMonitor, PrometheusRule and Probe
+  config/crd/full CRD plus ClusterStorageContainer (config/crd/full/clusterstoragecontainer, which KServe's
+  controller needs to reconcile any predictor with a storage URI), and prometheus-operator v0.85.0's PodMonitor, ServiceMonitor, PrometheusRule and Probe
   (add a file name to hack/crds.sh if the chart ever ships another monitoring.coreos.com kind).
   `.names` (e.g. "inferenceservices.serving.kserve.io", "servicemonitors.monitoring.coreos.com"),
   `.versions` (module -> version). Request it whenever a test creates KServe or monitoring.coreos.com objects.
@@ -38,6 +39,26 @@ Fixtures (all session-scoped except `namespace`):
   `-skip` for them and validate them with a server-side apply or `kubectl apply --dry-run=server`.
 - `namespace` (function scope) -> str: a fresh namespace named after the test, deleted afterwards. Objects from
   one test never collide with another's; as there is no namespace controller, deletion only marks it Terminating.
+- `kserve_controller` -> kserve_controller.KServeController: KServe's own controller manager (cmd/manager of the
+  KServe version hack/crds.sh pins, built by `make kserve-manager` into CACHE/bin/kserve-manager-<version>),
+  started once per session on a control plane of its own, so that its webhooks, finalizers and reconciled objects
+  never reach the tests above (which assert that the API server stores exactly what they wrote); sessions that do
+  not request it never start it. Its plane has the same CRDs as `crds`, the `kserve` namespace with the module's
+  `inferenceservice-config` (defaultDeploymentMode Standard, ingress.disableIstioVirtualHost true), and KServe's
+  InferenceService defaulting and validating webhooks registered by URL (https://127.0.0.1:<port>, self-signed
+  certificate under the manager's $TMPDIR/k8s-webhook-server/serving-certs; the webhook server listens on every
+  interface, controller-runtime's default), so objects pass KServe's real admission (test_k8s_admission uses it
+  for that). About 25 s to start, almost all of it the CRDs.
+    .control_plane   its kube.ControlPlane (.kubectl, .helm, .api_client as above; objects go into `kserve_namespace`)
+    .api_client      the admin ApiClient of that plane; .version e.g. "v0.20.0"; .log the manager's log file
+    .started_in      seconds from the manager's launch to admission answering
+  The manager reconciles Standard-mode InferenceServices into Deployments, Services, HPAs and an Ingress, but with
+  no kubelet or kube-controller-manager there are no Pods and no garbage collection: call
+  `kserve_controller.mark_deployments_ready(api_client, namespace)` (a finished rollout's status on every Deployment
+  that lacks one) until the InferenceServices are Ready; `kserve_controller.wait_for(description, check, timeout)`
+  polls. Knative-mode InferenceServices are admitted but not reconciled (no Knative Serving).
+- `kserve_namespace` (function scope) -> str: like `namespace`, on the `kserve_controller`'s plane, with a name short
+  enough for KServe's Ingress hosts (`<isvc>-<component>-<namespace>` must fit one 63-character DNS label).
 
 Helpers in tests/k8s/kube.py: `server_side_apply(cp, yaml_text, namespace=None) -> ["kind.group/name", ...]`,
 `read_back(cp, resource, name, namespace) -> dict`, `can_i(cp.api_client, service_account=, namespace=, verb=,
@@ -47,6 +68,7 @@ resource=, group="", target_namespace=None, subresource="", name="") -> bool` (a
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -56,6 +78,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from kserve_controller import KSERVE_MODULE, KServeController, manager_binary
 from kube import (
     ControlPlane,
     InstalledCrds,
@@ -129,11 +152,41 @@ def kubeconform_crd_schemas(
     return write_kubeconform_schemas(control_plane, crds.names, tmp_path_factory.mktemp("kubeconform-schemas"))
 
 
-@pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-")
+def fresh_namespace(plane: ControlPlane, request: pytest.FixtureRequest, slug_length: int = 48) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:slug_length].strip("-")
     name = f"{slug}-{uuid.uuid4().hex[:6]}"
-    core = kubernetes.client.CoreV1Api(control_plane.api_client)
+    core = kubernetes.client.CoreV1Api(plane.api_client)
     core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from fresh_namespace(control_plane, request)
+
+
+@pytest.fixture(scope="session")
+def kserve_controller(k8s_tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeController]:
+    go_found = shutil.which("go") is not None or Path("/usr/local/go/bin/go").exists()
+    require(go_found, "k8s tier: Go is needed to resolve the pinned KServe module (hack/crds.sh); install Go")
+    sources = pinned_crd_files()
+    version = next(source.version for source in sources if source.module == KSERVE_MODULE)
+    binary = manager_binary(version)
+    require(
+        os.access(binary, os.X_OK),
+        f"k8s tier: KServe's controller manager {version} is not built ({binary}). Run `make kserve-manager` "
+        "(builds it with Go, about 2.5 minutes once)",
+    )
+    workdir = tmp_path_factory.mktemp("kserve-controller")
+    (workdir / "control-plane").mkdir()
+    with ControlPlane(k8s_tools, workdir / "control-plane") as plane:
+        crds = install_crds(plane, sources)
+        with KServeController(plane, crds, binary, version, workdir) as controller:
+            yield controller
+
+
+@pytest.fixture
+def kserve_namespace(kserve_controller: KServeController, request: pytest.FixtureRequest) -> Iterator[str]:
+    # KServe puts `<isvc>-<component>-<namespace>` into one DNS label of its Ingress hosts (63 characters at most).
+    yield from fresh_namespace(kserve_controller.control_plane, request, slug_length=16)

@@ -1,6 +1,7 @@
-"""The admission checks of the real controllers, which envtest does not run: what the chart renders passes KServe
-v0.20.0's InferenceService webhook (e2e/kserve-validate) and Knative Serving 1.21's pod-spec validation
-(e2e/knative-validate, knative.dev/serving v0.48.1), both compiled from the upstream Go code.
+"""The admission checks of the real controllers, which envtest alone does not run: what the chart renders passes
+KServe v0.20.0's InferenceService webhooks (defaulting, then validation), served by KServe's own controller manager
+(the `kserve_controller` fixture), and Knative Serving 1.21's pod-spec validation (e2e/knative-validate,
+knative.dev/serving v0.48.1), compiled from the upstream Go code.
 
 They refuse things the CRD schemas and kubeconform accept: Knative a pod securityContext, nodeSelector or tolerations
 without feature flags; KServe a canary outside Standard mode, a canary without a storage URI, or renaming a
@@ -9,7 +10,6 @@ predictor (promotion) without a model change."""
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import os
 import re
@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kserve_controller import KServeController
 from kube import run, tools_cache_dir
 from ruamel.yaml import YAML
 from tiers import require
@@ -55,11 +56,6 @@ def knative_validate() -> Path:
     return go_tool(REPO / "e2e" / "knative-validate", "knative.dev/serving")
 
 
-@pytest.fixture(scope="session")
-def kserve_validate() -> Path:
-    return go_tool(REPO / "e2e" / "kserve-validate", "github.com/kserve/kserve")
-
-
 def render(helm_cli, tmp_path: Path, value_set: str, **changes: object) -> list[dict]:
     """The InferenceServices of a value set, with top-level `changes` to its values."""
     values = YAML(typ="safe").load((CHART / "ci" / f"{value_set}-values.yaml").read_text())
@@ -70,20 +66,26 @@ def render(helm_cli, tmp_path: Path, value_set: str, **changes: object) -> list[
     return [doc for doc in YAML(typ="safe").load_all(rendered) if doc and doc["kind"] == "InferenceService"]
 
 
-# --- KServe's InferenceService webhook -------------------------------------------------------------------------------
+# --- KServe's InferenceService webhooks --------------------------------------------------------------------------
 
 
-def kserve_verdicts(binary: Path, reviews: list[tuple[dict | None, dict]]) -> list[str | None]:
-    payload = json.dumps([{"old": old, "new": new} for old, new in reviews])
-    return [verdict["error"] for verdict in json.loads(run([binary], input=payload).stdout)]
+def kserve_verdict(controller: KServeController, namespace: str, isvc: dict, *, dry_run: bool = True) -> str | None:
+    """Create or update `isvc` in `namespace` through the API server and so through KServe's webhooks: None when
+    admitted, else the refusal. `dry_run` keeps the object out of the cluster (and out of KServe's reconciler)."""
+    isvc = {**isvc, "metadata": {**isvc["metadata"], "namespace": namespace}}
+    args = ["apply", "--server-side", "--field-manager=tickserve-tests", "--force-conflicts", "-f", "-"]
+    if dry_run:
+        args.append("--dry-run=server")
+    result = controller.control_plane.kubectl(*args, input=json.dumps(isvc), check=False)
+    return None if result.returncode == 0 else result.stderr.strip()
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_kserve_admits_every_rendered_inference_service(
-    helm_cli, kserve_validate: Path, tmp_path: Path, value_set: str
+    helm_cli, kserve_controller: KServeController, kserve_namespace: str, tmp_path: Path, value_set: str
 ) -> None:
     isvcs = render(helm_cli, tmp_path, value_set)
-    assert kserve_verdicts(kserve_validate, [(None, isvc) for isvc in isvcs]) == [None] * len(isvcs)
+    assert [kserve_verdict(kserve_controller, kserve_namespace, isvc) for isvc in isvcs] == [None] * len(isvcs)
 
 
 def promoted(models: list[dict]) -> list[dict]:
@@ -98,21 +100,22 @@ def promoted(models: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("value_set", ["standard", "knative"])
 def test_kserve_admits_canary_steps_and_promotion(
-    helm_cli, kserve_validate: Path, tmp_path: Path, value_set: str
+    helm_cli, kserve_controller: KServeController, kserve_namespace: str, tmp_path: Path, value_set: str
 ) -> None:
+    """Each step is stored, so the next one is an update that KServe validates against it (promotion renames the
+    Standard-mode predictor, which KServe allows only with a model change)."""
     models = YAML(typ="safe").load((CHART / "ci" / f"{value_set}-values.yaml").read_text())["models"]
     stable_only = [{**m, "canary": None} for m in models]
     halfway = [{**m, "canary": {**m["canary"], "trafficPercent": 50}} if m.get("canary") else m for m in models]
-    steps = [
-        render(helm_cli, tmp_path, value_set, models=step) for step in (stable_only, models, halfway, promoted(models))
-    ]
-    reviews = [
-        (old, new) for before, after in itertools.pairwise(steps) for old, new in zip(before, after, strict=True)
-    ]
-    assert kserve_verdicts(kserve_validate, reviews) == [None] * len(reviews)
+    for step in (stable_only, models, halfway, promoted(models)):
+        isvcs = render(helm_cli, tmp_path, value_set, models=step)
+        verdicts = [kserve_verdict(kserve_controller, kserve_namespace, isvc, dry_run=False) for isvc in isvcs]
+        assert verdicts == [None] * len(isvcs), step
 
 
-def test_kserve_refuses_what_the_chart_guards_against(helm_cli, kserve_validate: Path, tmp_path: Path) -> None:
+def test_kserve_refuses_what_the_chart_guards_against(
+    helm_cli, kserve_controller: KServeController, kserve_namespace: str, tmp_path: Path
+) -> None:
     """The validator is live, and the rules the chart's template checks mirror are real KServe rules."""
     [standard] = render(helm_cli, tmp_path, "standard")
     knative_canary = copy.deepcopy(standard)
@@ -121,12 +124,14 @@ def test_kserve_refuses_what_the_chart_guards_against(helm_cli, kserve_validate:
     same_name["spec"]["canary"][0]["predictor"]["name"] = standard["spec"]["predictor"]["name"]
     renamed_same_model = copy.deepcopy(standard)
     renamed_same_model["spec"]["predictor"]["name"] = "v9"
-    errors = kserve_verdicts(
-        kserve_validate, [(None, knative_canary), (None, same_name), (standard, renamed_same_model)]
-    )
-    assert "canary is only supported in Standard deployment mode" in str(errors[0])
-    assert "conflicts with stable predictor name" in str(errors[1])
-    assert "predictor.name change requires a model change" in str(errors[2])
+
+    def verdict(isvc: dict, dry_run: bool = True) -> str | None:
+        return kserve_verdict(kserve_controller, kserve_namespace, isvc, dry_run=dry_run)
+
+    assert "canary is only supported in Standard deployment mode" in str(verdict(knative_canary))
+    assert "conflicts with stable predictor name" in str(verdict(same_name))
+    assert verdict(standard, dry_run=False) is None
+    assert "predictor.name change requires a model change" in str(verdict(renamed_same_model))
 
 
 # --- Knative's pod-spec validation -----------------------------------------------------------------------------------

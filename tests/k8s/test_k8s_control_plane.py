@@ -95,6 +95,8 @@ def test_pinned_crds_are_established(control_plane: ControlPlane, crds: Installe
     needed = {
         "inferenceservices.serving.kserve.io",
         "servingruntimes.serving.kserve.io",
+        # KServe's controller fails every predictor with a storage URI without it (tests/k8s/kserve_controller.py).
+        "clusterstoragecontainers.serving.kserve.io",
         "podmonitors.monitoring.coreos.com",
         "servicemonitors.monitoring.coreos.com",
         "prometheusrules.monitoring.coreos.com",

@@ -19,6 +19,15 @@ RENDER_SCRIPT = REPO / "hack" / "render-manifests.sh"
 VALUE_SETS = sorted(path.name.removesuffix("-values.yaml") for path in (REPO / "charts/tickserve/ci").glob("*.yaml"))
 
 
+def yaml_loader() -> YAML:
+    """A safe loader that reads "=" as the plain string it is. Both ruamel loaders take the bare value `=` for the YAML
+    1.1 value tag (the pure one only where it is not nested): it appears in prometheus-operator's CRDs as an enum
+    value and in the chart's AlertmanagerConfig as `matchType: =`, which kustomize writes unquoted."""
+    loader = YAML(typ="safe", pure=True)
+    loader.constructor.add_constructor("tag:yaml.org,2002:value", SafeConstructor.construct_yaml_str)
+    return loader
+
+
 def files_under(root: Path) -> dict[str, str]:
     return {str(path.relative_to(root)): path.read_text() for path in sorted(root.rglob("*")) if path.is_file()}
 
@@ -81,7 +90,7 @@ def test_manifests_apply_server_side_and_read_back_as_written(
         "apply", "--server-side", "--field-manager=tickserve-manifests", "--validate=strict", "-o", "name", "-f", "-",
         input=built,
     ).stdout.split()  # fmt: skip
-    written = [doc for doc in YAML(typ="safe").load_all(built) if doc]
+    written = [doc for doc in yaml_loader().load_all(built) if doc]
     assert len(applied) == len(written)
     stored = json.loads(control_plane.kubectl("get", "-o", "json", "-f", "-", input=built).stdout)["items"]
     for mine, theirs in zip(written, stored, strict=True):
@@ -100,10 +109,7 @@ def test_read_back_comparison_can_fail() -> None:
 def crd_json_schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pinned CRDs' openAPIV3Schemas as kubeconform schema files: <group>/<kind>_<version>.json."""
     out = tmp_path_factory.mktemp("crd-schemas")
-    # Both loaders read the enum value "=" in prometheus-operator CRDs as the YAML 1.1 value tag (the pure one only
-    # where it is not nested as in the AlertmanagerConfig CRD): read that tag as the plain string it is.
-    loader = YAML(typ="safe", pure=True)
-    loader.constructor.add_constructor("tag:yaml.org,2002:value", SafeConstructor.construct_yaml_str)
+    loader = yaml_loader()
     for source in pinned_crd_files():
         for crd in loader.load_all(source.file.read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
@@ -129,7 +135,7 @@ def test_kubeconform_validates_custom_resources_against_the_crds(
     location = schema_location(crd_json_schemas)
     result = run(
         [k8s_tools.kubeconform, "-strict", "-summary", "-output", "json", "-schema-location", location,
-         "-skip", "ServiceAccount,Role,RoleBinding,Service,Deployment,NetworkPolicy",
+         "-skip", "ServiceAccount,Role,RoleBinding,Service,Deployment,NetworkPolicy,ConfigMap",
          str(MANIFESTS / value_set / "tickserve.yaml")],
         check=False,
     )  # fmt: skip

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tickserve"
 SERVING_ACCOUNTS = ("predictor", "transformer", "ingest", "redis")
 ISVC = {"resource": "inferenceservices", "group": "serving.kserve.io"}
+HPA = {"resource": "horizontalpodautoscalers", "group": "autoscaling"}
 
 # (verb, resource attributes) every account is denied in its own namespace.
 DENIED_EVERYWHERE = [
@@ -26,6 +27,8 @@ DENIED_EVERYWHERE = [
     ("create", ISVC),
     ("delete", ISVC),
     ("patch", {"resource": "deployments", "group": "apps"}),
+    ("create", HPA),
+    ("patch", HPA),
     ("create", {"resource": "rolebindings", "group": "rbac.authorization.k8s.io"}),
     ("escalate", {"resource": "roles", "group": "rbac.authorization.k8s.io"}),
 ]
@@ -44,6 +47,9 @@ ROLLOUT_NEEDS = [
     ("update", ISVC),
     ("get", {**ISVC, "subresource": "status"}),
     ("create", {"resource": "events"}),
+    # The rollback deletes the HPA KServe v0.20.0 leaves behind a removed canary (monitoring/rollback/cluster.py).
+    ("list", HPA),
+    ("delete", HPA),
 ]
 
 
