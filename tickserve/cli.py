@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve the KServe feature transformer (symbols in, signal out)",
     ),
     "monitor": ("tickserve.monitoring.cli", "score predictions against realised returns, export accuracy"),
+    "registry-sync": (
+        "tickserve.registry_sync.cli",
+        "turn MLflow registry alias, stage and traffic-tag changes into GitOps pull requests",
+    ),
     "demo": ("tickserve.demo.cli", "the whole data path on one machine: train, register, serve, stream, watch"),
 }
 
