@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tickserve.monitoring.rollback.alerts import RollbackRequest
+from tickserve.monitoring.rollback.service import rollback_executor, start_receiver
 from tickserve.registry_sync.controller import Controller, Reconciler
 from tickserve.registry_sync.forges import make_forge
 from tickserve.registry_sync.git import GitError, GitRepo
@@ -25,6 +27,8 @@ from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.registry import Registry, bounded_http_retries
 from tickserve.registry_sync.settings import RegistrySyncSettings, SettingsError, load_settings
 from tickserve.registry_sync.webhooks import DeliveryVerifier, WebhookServer
+
+from tickserve import kube
 
 log = logging.getLogger("tickserve.registry_sync")
 PROG = "tickserve registry-sync"
@@ -45,15 +49,8 @@ def make_elector(settings: RegistrySyncSettings) -> LeaseElector | None:
     election = settings.leader_election
     if not election.enabled:
         return None
-    from kubernetes import client, config
-
-    if election.kubeconfig is not None:
-        api_client = config.new_client_from_config(config_file=str(election.kubeconfig))
-    else:
-        config.load_incluster_config()
-        api_client = client.ApiClient()
     return LeaseElector(
-        api_client,
+        kube.api_client(election.kubeconfig),
         namespace=election.namespace,
         name=election.lease_name,
         identity=election.identity or socket.gethostname(),
@@ -66,12 +63,14 @@ def make_elector(settings: RegistrySyncSettings) -> LeaseElector | None:
 def run_forever(
     settings: RegistrySyncSettings,
     controller: Controller,
-    wake: queue.Queue[str],
+    wake: queue.Queue[str | RollbackRequest],
     elector: LeaseElector | None = None,
 ) -> None:
-    """Poll every model each interval; reconcile one model at once when a webhook puts its name on `wake`.
-    An empty string on `wake` stops the loop (SIGTERM does that). With an elector, passes run only while this
-    replica holds the Lease; webhooks received meanwhile are dropped (the leader's polling covers them)."""
+    """Poll every model each interval; reconcile one model at once when a webhook puts its name on `wake`, and
+    roll a canary back when the rollback receiver puts a request there. An empty string on `wake` stops the loop
+    (SIGTERM does that). With an elector, passes run only while this replica holds the Lease; webhooks received
+    meanwhile are dropped (the leader's polling covers them). Rollbacks run on every replica: Alertmanager may
+    reach either, and each rollback step is idempotent, its pull request exactly-once like any pass."""
 
     def leading() -> bool:
         return elector is None or elector.is_leader
@@ -83,23 +82,38 @@ def run_forever(
         verifier = DeliveryVerifier(secret, settings.webhook.max_age_seconds)
         webhooks = WebhookServer(settings.webhook.host, settings.webhook.port, verifier, wake.put).start()
         log.info("webhooks on %s:%d/webhooks/mlflow", settings.webhook.host, webhooks.port)
+    executor, receiver = None, None
+    if settings.rollback.enabled:
+        executor = rollback_executor(settings, controller)
+        receiver = start_receiver(settings, wake)
+
+    def full_pass() -> None:
+        controller.run_pass()
+        if executor is not None:
+            executor.tidy(settings.rollback.namespace)
+
     try:
         if leading():
-            controller.run_pass()
+            full_pass()
         while True:
             try:
-                model = wake.get(timeout=settings.poll_interval_seconds)
+                item = wake.get(timeout=settings.poll_interval_seconds)
             except queue.Empty:
                 if leading():
-                    controller.run_pass()
+                    full_pass()
                 continue
-            if model == "":
+            if isinstance(item, RollbackRequest):
+                if executor is not None:
+                    executor.execute(item)
+            elif item == "":
                 return
-            if settings.chart_model(model) is not None and leading():
-                controller.run_pass(only=model)
+            elif settings.chart_model(item) is not None and leading():
+                controller.run_pass(only=item)
     finally:
         if webhooks is not None:
             webhooks.stop()
+        if receiver is not None:
+            receiver.stop()
         if elector is not None:
             elector.stop()
 
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if settings.metrics_port is not None:
         controller.metrics.serve(settings.metrics_port)
-    wake: queue.Queue[str] = queue.Queue()
+    wake: queue.Queue[str | RollbackRequest] = queue.Queue()
     signal.signal(signal.SIGTERM, lambda *_: wake.put(""))
     with contextlib.suppress(KeyboardInterrupt):
         run_forever(settings, controller, wake, make_elector(settings))

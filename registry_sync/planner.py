@@ -27,6 +27,7 @@ from tickserve.registry_sync.settings import Gate, RegistrySyncSettings
 from tickserve.registry_sync.values import Canary, Deployment, Slot
 
 GATE_PASSED = "passed"
+ROLLBACK_TAG = "tickserve.rollback"  # written by the rollback receiver on a rolled-back version
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,13 @@ def plan(
 
     canary: Canary | None = None
     wanted_canary = _pick(state, policy.canary_aliases, policy.canary_stages)
+    if wanted_canary is not None and ROLLBACK_TAG in wanted_canary.tags:
+        # Rolled back: that version stays out until the registry names a new canary (the rollback receiver also
+        # removes its alias; this holds even when a human puts the alias back).
+        notes.append(
+            f"v{wanted_canary.version} is not canaried again: {ROLLBACK_TAG} = {wanted_canary.tags[ROLLBACK_TAG]}"
+        )
+        wanted_canary = None
     if wanted_canary is not None and (stable is None or wanted_canary.version != stable.version):
         deployed = current.canary
         if (deployed is not None and deployed.version == wanted_canary.version) or admitted(wanted_canary):

@@ -19,10 +19,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from ruamel.yaml import YAML, YAMLError
+from tickserve.monitoring.rollback.settings import RollbackSettings
+
+from tickserve.settings import read_secret
 
 ENV_PREFIX = "TICKSERVE_REGISTRY_SYNC_"
 # (section, key) pairs that may only come from the environment or a file.
-SECRET_KEYS = (("forge", "token"), ("webhook", "secret"))
+SECRET_KEYS = (("forge", "token"), ("webhook", "secret"), ("rollback", "token"))
 
 
 class SettingsError(ValueError):
@@ -88,11 +91,7 @@ class ForgeSettings(BaseModel):
     token_file: Path | None = Field(None, description="File holding the token (e.g. a mounted Secret).")
 
     def resolved_token(self) -> str | None:
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            return self.token_file.read_text().strip()
-        return None
+        return read_secret(self.token, self.token_file)
 
     @model_validator(mode="after")
     def _needs_api(self) -> ForgeSettings:
@@ -112,11 +111,7 @@ class WebhookSettings(BaseModel):
     max_age_seconds: int = Field(300, description="Deliveries whose timestamp is further off than this are refused.")
 
     def resolved_secret(self) -> str | None:
-        if self.secret is not None:
-            return self.secret.get_secret_value()
-        if self.secret_file is not None:
-            return self.secret_file.read_text().strip()
-        return None
+        return read_secret(self.secret, self.secret_file)
 
     @model_validator(mode="after")
     def _needs_secret(self) -> WebhookSettings:
@@ -167,6 +162,9 @@ class RegistrySyncSettings(BaseSettings):
     request_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one MLflow or forge request.")
     metrics_port: int | None = Field(9108, description="Prometheus /metrics port; null disables.")
     webhook: WebhookSettings = Field(default_factory=WebhookSettings, description="MLflow webhook endpoint.")
+    rollback: RollbackSettings = Field(
+        default_factory=RollbackSettings, description="The rollback receiver Alertmanager posts to (same process)."
+    )
     leader_election: LeaderElectionSettings = Field(
         default_factory=LeaderElectionSettings, description="Lease-based leader election between replicas."
     )

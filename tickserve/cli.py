@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickserve.registry_sync.cli",
         "turn MLflow registry alias, stage and traffic-tag changes into GitOps pull requests",
     ),
+    "rollout": ("tickserve.monitoring.rollback.cli", "canary rollouts: `rollout status` prints each model's phase"),
     "demo": ("tickserve.demo.cli", "the whole data path on one machine: train, register, serve, stream, watch"),
 }
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
@@ -67,3 +68,13 @@ def usage_error(prog: str, message: str) -> NoReturn:
     """Exit 2 with `message`, the way argparse reports a bad flag (for checks that span several settings)."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
+    """A secret given in the environment (`value`) or as a file (`file`, e.g. a mounted Secret); None if neither.
+    Secrets never come from a settings file, so a checked-in config cannot leak one."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        return file.read_text().strip()
+    return None

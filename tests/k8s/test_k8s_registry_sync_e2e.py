@@ -5,30 +5,15 @@ to the real kube-apiserver, and the stored InferenceService carries the canary."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from forge_servers import Gitea, MlflowServer, gitea_dir, start_gitea, start_mlflow
+from forge_servers import Gitea, MlflowServer
 from gitops_support import VALUES_FILE, GitOps, Models, git, seed_gitops
 from kube import ControlPlane, InstalledCrds, read_back, server_side_apply
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.settings import RegistrySyncSettings
-from tiers import require
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with start_mlflow(tmp_path_factory.mktemp("mlflow")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gitea]:
-    require((gitea_dir() / "gitea").exists(), f"no Gitea at {gitea_dir()}; `make install` builds it")
-    with start_gitea(tmp_path_factory.mktemp("gitea")) as server:
-        yield server
 
 
 def test_an_alias_in_mlflow_ends_as_a_canary_on_the_inferenceservice_after_the_pr_is_merged(

@@ -2,8 +2,8 @@
 GitOps repository on that Gitea per test (the tickserve chart, hack/render-manifests.sh and rendered manifests/),
 and helpers to drive the registry. The rollback tests can reuse them by importing from here or forge_servers.py.
 
-- `mlflow_server` -> forge_servers.MlflowServer (.url, .port, .workdir, .process); webhooks to http loopback allowed.
-- `gitea` -> forge_servers.Gitea (.url, .token, .admin, .password, .api(), .create_repo(name)).
+- `mlflow_server` (tests/conftest.py, session) -> forge_servers.MlflowServer (.url, .port, .workdir, .process); webhooks to http loopback allowed.
+- `gitea` (tests/conftest.py, session) -> forge_servers.Gitea (.url, .token, .admin, .password, .api(), .create_repo(name)).
 - `helm` -> path of the cached helm (`make install`), which hack/render-manifests.sh finds on its own.
 - `gitops` -> GitOps: a repository on Gitea whose `main` holds charts/tickserve with one value set
   ci/prod-values.yaml (ticks-1m stable version 1, no canary) and the manifests rendered from it.
@@ -15,30 +15,15 @@ and helpers to drive the registry. The rollback tests can reuse them by importin
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from forge_servers import Gitea, MlflowServer, gitea_dir, start_gitea, start_mlflow, tools_cache
+from forge_servers import Gitea, MlflowServer, tools_cache
 from gitops_support import VALUES_FILE, GitOps, Models, seed_gitops
 from tickserve.registry_sync.settings import RegistrySyncSettings
 from tiers import require
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with start_mlflow(tmp_path_factory.mktemp("mlflow")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gitea]:
-    require(
-        (gitea_dir() / "gitea").exists(), f"no Gitea at {gitea_dir()}; `make install` builds it (hack/build-gitea.sh)"
-    )
-    with start_gitea(tmp_path_factory.mktemp("gitea")) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tickserve.registry_sync.planner import GATE_PASSED, Policy, Rejection, change_id, plan
+from tickserve.registry_sync.planner import GATE_PASSED, ROLLBACK_TAG, Policy, Rejection, change_id, plan
 from tickserve.registry_sync.registry import ModelState, VersionState
 from tickserve.registry_sync.settings import Gate
 from tickserve.registry_sync.values import Canary, Deployment, Slot
@@ -129,3 +129,15 @@ def test_gate_tags_written_by_registry_sync_do_not_change_the_fingerprint() -> N
         version(3), version(7, aliases=["challenger"], tags={"tickserve.gate": "passed", "tickserve.pr": "x"})
     )
     assert plan(plain, "m", DEPLOYED_3, POLICY).fingerprint == plan(tagged, "m", DEPLOYED_3, POLICY).fingerprint
+
+
+def test_a_rolled_back_version_is_retired_and_not_canaried_again_even_with_its_alias_back() -> None:
+    deployed = Deployment(Slot("3", "s3://m/3"), Canary("7", "s3://m/7", 10))
+    rolled_back = version(7, aliases=["challenger"], tags={ROLLBACK_TAG: '{"alert": "TickserveCanaryQualityWorse"}'})
+    result = plan(model(version(3, aliases=["champion"]), rolled_back), "m", deployed, POLICY)
+    assert result.desired == DEPLOYED_3
+    assert any("not canaried again" in note for note in result.notes)
+    retired = version(7, tags=rolled_back.tags)  # the receiver removed its alias; v8 is the new challenger
+    newer = plan(model(version(3, aliases=["champion"]), retired, version(8, aliases=["challenger"])), "m",
+                 deployed, POLICY)  # fmt: skip
+    assert newer.desired.canary == Canary("8", "s3://m/8", 10), "the registry naming a new canary ends it"

@@ -16,7 +16,7 @@ from tiers import require_binary
 
 from tickserve.processes import ServerProcess, free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "monitoring" / "alertmanager.example.yml"
 RULES = REPO / "monitoring" / "rules" / "tickserve.rules.yaml"
 yaml = YAML(typ="safe")
