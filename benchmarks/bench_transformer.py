@@ -11,6 +11,13 @@ Cases, measured side by side in one run:
   write);
 - predictor direct: the same rate against the predictor itself with one feature row, the floor under a miss.
 Target: p99 under 5 ms on loopback at 1,000 requests/s.
+
+Load shedding (cache misses, REST to the predictor), measured after those: the sustainable rate is the miss
+throughput of a closed loop of SHED_CONCURRENCY clients; "unloaded" is an open loop at a quarter of it; then an
+open loop at SHED_OVERLOAD x the sustainable rate, once against a transformer without a bound and once with
+`max_requests_held` = sustainable rate x the unloaded p50 (Little's law: the requests it holds when it serves
+that rate at that latency), at least 2. Admitted (200) and refused (503 overloaded) latencies are reported
+apart, with the transformer's RSS before and after the overload. Targets: admitted p99 within 2x the unloaded p99, refusals < 1 ms.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -36,6 +46,10 @@ DURATION = float(os.environ.get("BENCH_TRANSFORMER_SECONDS", "5"))
 WARMUP = 1.0
 REQUEST_TIMEOUT = 2.0
 HOT_SYMBOLS = 20
+SHED_CONCURRENCY = 16
+SHED_OVERLOAD = 3.0
+SHED_SECONDS = float(os.environ.get("BENCH_SHED_SECONDS", "4"))
+SHED_SYMBOLS = 100_000  # fresh symbols for the shedding runs: every request a cache miss
 
 
 async def _seed_features(redis_url: str, symbols: list[str]) -> None:
@@ -97,22 +111,26 @@ def _http_request(url: str, body: bytes) -> bytes:
 
 
 async def _open_loop(url: str, bodies: list[bytes], rate: float, duration: float, warmup: float) -> dict:
-    """Send bodies[i % len] at t0 + i / rate; latency from the scheduled time; warm-up requests not kept."""
+    """Send bodies[i % len] at t0 + i / rate; latency from the scheduled time; warm-up requests not kept.
+    Answers 200 go to `latencies`, 503 (refusals) to `refused`, anything else (or a timeout) to `errors`."""
     parsed = httpx.URL(url)
     connections = _Connections(parsed.host, parsed.port or 80)
     requests = [_http_request(url, body) for body in bodies]
     latencies: list[float] = []
+    refused: list[float] = []
     errors = 0
 
     async def one(i: int, scheduled: float) -> None:
         nonlocal errors
         try:
-            ok = await asyncio.wait_for(connections.post(requests[i % len(requests)]), REQUEST_TIMEOUT) == 200
+            status = await asyncio.wait_for(connections.post(requests[i % len(requests)]), REQUEST_TIMEOUT)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-            ok = False
+            status = 0
         if scheduled - start >= warmup:
-            if ok:
+            if status == 200:
                 latencies.append(time.perf_counter() - scheduled)
+            elif status == 503:
+                refused.append(time.perf_counter() - scheduled)
             else:
                 errors += 1
 
@@ -126,7 +144,30 @@ async def _open_loop(url: str, bodies: list[bytes], rate: float, duration: float
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, scheduled)))
     await asyncio.gather(*tasks)
-    return {"latencies": latencies, "errors": errors, "sent": total, "elapsed": time.perf_counter() - start}
+    elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "refused": refused, "errors": errors, "sent": total, "elapsed": elapsed}
+
+
+async def _closed_loop(url: str, bodies: list[bytes], concurrency: int, duration: float) -> dict:
+    """`concurrency` clients each sending the next body as soon as the last is answered: the throughput."""
+    parsed = httpx.URL(url)
+    requests = [_http_request(url, body) for body in bodies]
+    connections = _Connections(parsed.host, parsed.port or 80)
+    statuses: dict[int, int] = {}
+    sent = 0
+    stop = time.perf_counter() + duration
+
+    async def client() -> None:
+        nonlocal sent
+        while time.perf_counter() < stop:
+            request = requests[sent % len(requests)]
+            sent += 1
+            status = await connections.post(request)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return {"ok": statuses.get(200, 0), "statuses": statuses, "sent": sent, "elapsed": time.perf_counter() - started}
 
 
 def _loadgen_main(argv: list[str]) -> int:
@@ -134,6 +175,10 @@ def _loadgen_main(argv: list[str]) -> int:
     parser.add_argument("--loadgen", action="store_true")
     parser.add_argument("--url", required=True)
     parser.add_argument("--bodies", type=Path, required=True, help="JSON list of request bodies")
+    parser.add_argument("--rate", type=float, default=RATE, help="open loop: requests per second")
+    parser.add_argument("--seconds", type=float, default=DURATION, help="measured seconds (after the warm-up)")
+    parser.add_argument("--closed", type=int, default=0, help="closed loop of this many clients instead")
+    parser.add_argument("--result", type=Path, required=True, help="where the JSON result goes")
     args = parser.parse_args(argv)
     bodies = [body.encode() for body in json.loads(args.bodies.read_text())]
     try:
@@ -142,32 +187,51 @@ def _loadgen_main(argv: list[str]) -> int:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(_open_loop(args.url, bodies, RATE, DURATION, WARMUP))))
+    if args.closed:
+        result = asyncio.run(_closed_loop(args.url, bodies, args.closed, args.seconds))
+    else:
+        result = asyncio.run(_open_loop(args.url, bodies, args.rate, args.seconds, WARMUP))
+    args.result.write_text(json.dumps(result))
     return 0
 
 
-def _measure(url: str, bodies: list[bytes], workdir: Path) -> dict:
-    """Run the load generator as a second process and summarise its latencies in milliseconds."""
+def _loadgen(url: str, bodies: list[bytes], workdir: Path, *options: str) -> dict:
+    """Run the load generator as a second process; its JSON result."""
     path = workdir / f"bodies-{time.monotonic_ns()}.json"
     path.write_text(json.dumps([body.decode() for body in bodies]))
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--loadgen", "--url", url, "--bodies", str(path)],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=WARMUP + DURATION + REQUEST_TIMEOUT + 60,
-        check=True,
-    )
-    result = json.loads(done.stdout)
+    result = path.with_suffix(".result.json")
+    command = [sys.executable, str(Path(__file__).resolve()), "--loadgen", "--url", url, "--bodies", str(path)]
+    command += ["--result", str(result)]
+    done = subprocess.run([*command, *options], cwd=workdir, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
+    return json.loads(result.read_text())
+
+
+def _measure(url: str, bodies: list[bytes], workdir: Path, rate: float = RATE, seconds: float = DURATION) -> dict:
+    """An open loop at `rate`; latencies of answered (200) and refused (503) requests in milliseconds."""
+    result = _loadgen(url, bodies, workdir, "--rate", str(rate), "--seconds", str(seconds))
     milliseconds = [latency * 1000 for latency in result["latencies"]]
+    refused = [latency * 1000 for latency in result["refused"]]
     return {
-        "rate_rps": RATE,
+        "rate_rps": rate,
         "requests": len(milliseconds),
         "errors": result["errors"],
         "p50_ms": report.percentile(milliseconds, 50),
         "p99_ms": report.percentile(milliseconds, 99),
         "max_ms": max(milliseconds, default=float("nan")),
+        **({"refused": len(refused)} if refused else {}),
+        **({"refused_p50_ms": report.percentile(refused, 50)} if refused else {}),
+        **({"refused_p99_ms": report.percentile(refused, 99)} if refused else {}),
     }
+
+
+def _rss_mib(server: Any) -> float:
+    """Resident memory of a server process (Linux /proc)."""
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _drain(url: str, body: bytes, seconds: float = 60.0) -> None:
@@ -192,26 +256,29 @@ def run(out_dir: Path) -> list[dict]:
     names = FeatureConfig().names
     zoo.signal_model(model_dir, names, seed=0, version="1", rows=2000, rounds=100, num_leaves=31, shuffle=False)
     miss_symbols = [f"MISS{i}" for i in range(int(RATE * (DURATION + WARMUP)) * 2 + 10)]
+    shed_symbols = [f"SHED{i}" for i in range(SHED_SYMBOLS)]
     hot_symbols = [f"HOT{i}" for i in range(HOT_SYMBOLS)]
     rows: list[dict] = []
     redis_server = launch.RedisServer(shutil.which("redis-server") or "redis-server", cwd=workdir)
     predictor = launch.predictor("signal-1h", model_dir, cwd=workdir)
     redis_url = redis_server.url
 
-    def transformer(protocol: str, predictor_host: str) -> tuple[launch.Server, str]:
+    def transformer(
+        protocol: str, predictor_host: str, extra: Sequence[str] = (), name: str = ""
+    ) -> tuple[launch.Server, str]:
         process = launch.transformer(
             redis_url,
             {"signal-1h": predictor_host},
             {"1h": "signal-1h"},
             protocol=protocol,
-            name=f"transformer-{protocol}",
-            args=["--max_feature_age_seconds", "3600"],
+            name=f"transformer-{protocol}{name}",
+            args=["--max_feature_age_seconds", "3600", *extra],
             cwd=workdir,
         )
         return process, f"{process.url}/v2/models/signal/infer"
 
     with redis_server, predictor:
-        asyncio.run(_seed_features(redis_url, hot_symbols + miss_symbols))
+        asyncio.run(_seed_features(redis_url, hot_symbols + miss_symbols + shed_symbols))
         predictor_url = f"{predictor.url}/v2/models/signal-1h/infer"
         features_body = _features_body(len(FeatureConfig().names))
         direct = _measure(predictor_url, [features_body], workdir)
@@ -234,6 +301,7 @@ def run(out_dir: Path) -> list[dict]:
                     {"bench": "transformer", "case": "cache miss", "system": f"transformer ({protocol})", **miss}
                 )
                 _drain(url, hit_bodies[0])  # a saturated case must not leave its backlog to the next process
+        rows += _shedding(partial(transformer, "v2", predictor.http), shed_symbols, workdir)
     floor = direct["p50_ms"]
     for row in rows:
         row["p50_vs_predictor"] = row["p50_ms"] / floor if floor else float("nan")
@@ -250,6 +318,61 @@ def run(out_dir: Path) -> list[dict]:
             "load_average_at_start": load_average,
         },
     )
+    return rows
+
+
+def _shedding(transformer: Callable[..., tuple[Any, str]], symbols: list[str], workdir: Path) -> list[dict]:
+    """The load-shedding cases (see the module docstring); every request names a symbol not asked before."""
+    fresh = iter(symbols)
+
+    def bodies(count: int) -> list[bytes]:
+        return [_symbols_body(next(fresh)) for _ in range(count)]
+
+    rows = []
+    process, url = transformer(extra=["--max_requests_held", "1000000"], name="-unbounded")
+    with process:
+        httpx.post(url, content=bodies(1)[0], headers={"content-type": "application/json"}, timeout=60)
+        closed = _loadgen(url, bodies(10_000), workdir, "--closed", str(SHED_CONCURRENCY), "--seconds", "3")
+        sustainable = closed["ok"] / closed["elapsed"]
+        rate = sustainable / 4
+        unloaded = _measure(url, bodies(int(rate * (SHED_SECONDS + WARMUP)) + 10), workdir, rate, SHED_SECONDS)
+        rows.append({"bench": "transformer", "case": "unloaded (1/4 sustainable)", "system": "no bound", **unloaded})
+        rate = SHED_OVERLOAD * sustainable
+        count = int(rate * (SHED_SECONDS + WARMUP)) + 10
+        rss = _rss_mib(process)
+        flooded = _measure(url, bodies(count), workdir, rate, SHED_SECONDS)
+        case = f"overload ({SHED_OVERLOAD:g}x sustainable)"
+        rows.append(
+            {
+                "bench": "transformer",
+                "case": case,
+                "system": "no bound",
+                **flooded,
+                "rss_before_mib": rss,
+                "rss_after_mib": _rss_mib(process),
+            }
+        )
+    bound = max(2, round(sustainable * unloaded["p50_ms"] / 1000))
+    process, url = transformer(extra=["--max_requests_held", str(bound)], name="-bounded")
+    with process:
+        httpx.post(url, content=bodies(1)[0], headers={"content-type": "application/json"}, timeout=60)
+        rss = _rss_mib(process)
+        shed = _measure(url, bodies(count), workdir, rate, SHED_SECONDS)
+        system = f"max_requests_held={bound}"
+        rows.append(
+            {
+                "bench": "transformer",
+                "case": case,
+                "system": system,
+                **shed,
+                "rss_before_mib": rss,
+                "rss_after_mib": _rss_mib(process),
+            }
+        )
+    for row in rows:
+        row["sustainable_rps"] = sustainable
+    shed_row = rows[-1]
+    shed_row["admitted_p99_vs_unloaded"] = shed_row["p99_ms"] / unloaded["p99_ms"]
     return rows
 
 

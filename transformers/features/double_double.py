@@ -1,4 +1,4 @@
-"""Drift-free running sums for sliding windows: double-double ("compensated") arithmetic on numpy arrays.
+"""Drift-free running sums for sliding windows: double-double ("compensated") arithmetic on floats.
 
 A sliding-window sum updated by adding the new value and subtracting the one that leaves the window loses a
 rounding error at every step; after millions of bars plain float64 sums drift far from a direct recomputation,
@@ -7,37 +7,42 @@ is an unevaluated pair `hi + lo` and every addition captures its own rounding er
 every square its product error (Dekker's TwoProduct), so a sum is exact to about 1e-32 relative of the values
 it has seen; the drift after n bars is bounded by n * 1e-32 relative, i.e. none in practice, at O(1) per bar.
 
-All functions are branch-free elementwise numpy expressions, so they vectorise across symbols and windows.
+The functions are branch-free float expressions compiled by numba (no fastmath: reassociating or fusing them
+would lose the very errors they capture); `kernel` calls them once per lane and window.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from numba import njit
 
 # Veltkamp's splitter 2**27 + 1 cuts a float64 into two halves whose products are exact.
 _SPLITTER = 134217729.0
 
 
-def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True)
+def two_sum(a: float, b: float) -> tuple[float, float]:
     """`a + b` as (rounded sum, exact rounding error); no ordering requirement on |a|, |b|."""
     total = a + b
     b_part = total - a
     return total, (a - (total - b_part)) + (b - b_part)
 
 
-def fast_two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True)
+def fast_two_sum(a: float, b: float) -> tuple[float, float]:
     """`a + b` as (rounded sum, exact error) when |a| >= |b| or a == 0 (renormalises a double-double)."""
     total = a + b
     return total, b - (total - a)
 
 
-def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True)
+def _split(a: float) -> tuple[float, float]:
     scaled = _SPLITTER * a
     high = scaled - (scaled - a)
     return high, a - high
 
 
-def two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True)
+def two_product(a: float, b: float) -> tuple[float, float]:
     """`a * b` as (rounded product, exact rounding error)."""
     product = a * b
     a_high, a_low = _split(a)
@@ -45,31 +50,32 @@ def two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return product, ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
-def two_square(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True)
+def two_square(a: float) -> tuple[float, float]:
     """`a * a` as (rounded square, exact rounding error); cheaper than two_product(a, a)."""
     square = a * a
     high, low = _split(a)
     return square, ((high * high - square) + 2.0 * high * low) + low * low
 
 
-def dd_add_dd(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True)
+def dd_add_dd(a_hi: float, a_lo: float, b_hi: float, b_lo: float) -> tuple[float, float]:
     """The sum of two double-doubles, renormalised."""
     total, error = two_sum(a_hi, b_hi)
     return fast_two_sum(total, error + (a_lo + b_lo))
 
 
-def dd_population_variance(
-    sum_hi: np.ndarray, sum_lo: np.ndarray, squares_hi: np.ndarray, squares_lo: np.ndarray, count: np.ndarray
-) -> np.ndarray:
+@njit(cache=True)
+def dd_population_variance(sum_hi: float, sum_lo: float, squares_hi: float, squares_lo: float, count: float) -> float:
     """Population variance (count * sum(x^2) - sum(x)^2) / count^2 from double-double sums.
 
     The subtraction is done in double-double, so the cancellation that ruins the textbook one-pass formula
     only costs about 1e-32 relative of sum(x)^2; the result is clipped at 0 (a constant window).
     """
-    scaled_hi, scaled_lo = two_product(np.asarray(count, dtype=np.float64), squares_hi)
+    scaled_hi, scaled_lo = two_product(count, squares_hi)
     scaled_lo = scaled_lo + count * squares_lo
     square_hi, square_lo = two_square(sum_hi)
     square_lo = square_lo + 2.0 * sum_hi * sum_lo
     difference, error = two_sum(scaled_hi, -square_hi)
     numerator = difference + (error + (scaled_lo - square_lo))
-    return np.maximum(numerator, 0.0) / (count * count)
+    return max(numerator, 0.0) / (count * count)

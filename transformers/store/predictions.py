@@ -7,6 +7,11 @@ Key layout:
   that timestamp and schema is answered from here without calling the predictor. The transformer's track
   (stable, canary) is part of the key so that two model versions served side by side never answer for each
   other. Entries expire after `prediction_cache_ttl_seconds`.
+- `tickserve:versions:{model}` hash: rollout track -> the model version answering on it, as last announced by a
+  transformer that saw the version answer for the first time (`AnsweringVersions`), or filled in by any
+  transformer when the field is missing (a restarted Redis). A cached prediction is
+  served only while its version is the one its track announces: once a new version answers, the old version's
+  cache entries are dead at once for every transformer, not when their features change or their TTL expires.
 - `tickserve:predictions` stream: one entry per computed prediction (cache hits are not new predictions and
   are not repeated), approximately capped at `stream_maxlen` entries. Consumers (strategy, dashboard,
   quality monitor) read it with consumer groups. Entry fields are those of `Prediction.to_fields`.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from enum import Enum
 
 import redis.asyncio as redis
 
@@ -25,6 +31,47 @@ STREAM_KEY = "tickserve:predictions"
 
 def cache_key(track: str, horizon: str, symbol: str) -> str:
     return f"tickserve:prediction:{track}:{horizon}:{symbol}"
+
+
+def versions_key(model: str) -> str:
+    return f"tickserve:versions:{model}"
+
+
+class Announce(Enum):
+    """What `PredictionSink.publish` records about the predictions' version on their track."""
+
+    NOTHING = "nothing"
+    NEW_VERSION = "new_version"  # this transformer saw the version answer first: it replaces the announced one
+    IF_MISSING = "if_missing"  # nothing is announced for the track (e.g. a restarted Redis): fill it in only
+
+
+class AnsweringVersions:
+    """The model version answering on each (model, track), as this transformer process has seen answers.
+
+    `observe` says when an answer comes from a version new on its track, which the transformer then announces
+    (writes to `versions_key`) before it replies. A version once replaced on a track is not announced again by
+    this process: while a rolling update runs, old pods keep answering for a while, and their late answers must
+    not bring the old version (and its cache) back. After a rollback to an older version the transformer's
+    cache stays cold (every request a miss, never a stale hit) until the transformer restarts.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[tuple[str, str], str] = {}
+        self._replaced: set[tuple[str, str, str]] = set()
+
+    def observe(self, model: str, track: str, version: str) -> bool:
+        """Record an answer of `version` on `track`; True when that version is new there (announce it)."""
+        current = self._current.get((model, track))
+        if current == version or (model, track, version) in self._replaced:
+            return False
+        if current is not None:
+            self._replaced.add((model, track, current))
+        self._current[(model, track)] = version
+        return True
+
+    def current(self, model: str, track: str) -> str | None:
+        """The version this process last saw answering first on `track` (None before any answer)."""
+        return self._current.get((model, track))
 
 
 @dataclass(frozen=True)
@@ -93,8 +140,14 @@ class PredictionSink:
         self._stream_maxlen = stream_maxlen
         self._cache_track = cache_track
 
-    async def publish(self, predictions: Sequence[Prediction]) -> None:
+    async def publish(self, predictions: Sequence[Prediction], announce: Announce = Announce.NOTHING) -> None:
+        """Cache and stream `predictions` (all of one model, version and track), first announcing their version
+        on their track as `announce` says, in the same round trip."""
         pipe = self._client.pipeline(transaction=False)
+        if announce is not Announce.NOTHING and predictions:
+            first = predictions[0]
+            write = pipe.hset if announce is Announce.NEW_VERSION else pipe.hsetnx
+            write(versions_key(first.model), first.track, first.model_version)
         for item in predictions:
             key = cache_key(self._cache_track or item.track, item.horizon, item.symbol)
             pipe.set(key, item.to_json(), px=self._ttl_ms)

@@ -29,6 +29,11 @@ class TransformerError(GrpcException):
     def __str__(self) -> str:
         return self.details
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the REST answer carries besides its JSON body."""
+        return {}
+
 
 class DependencyUnavailable(Unavailable, TransformerError):
     """Redis or the predictor cannot be reached after bounded retries; retrying later may succeed."""
@@ -54,6 +59,22 @@ class StaleFeatures(Unavailable, TransformerError):
     cause = "stale_features"
 
 
+class Overloaded(Unavailable, TransformerError):
+    """The transformer already holds as many requests as it may (in flight or queued): refused at once so that
+    the requests it holds keep their latency; a client should retry after `retry_after_seconds` or elsewhere."""
+
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+    cause = "overloaded"
+
+    def __init__(self, details: str, retry_after_seconds: int) -> None:
+        super().__init__(details)
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
 class UnknownSymbol(NotFound, TransformerError):
     """No hot features exist for a requested symbol."""
 
@@ -63,7 +84,9 @@ class UnknownSymbol(NotFound, TransformerError):
 
 async def _rest_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TransformerError)
-    return JSONResponse(status_code=exc.http_status, content={"error": exc.details, "cause": exc.cause})
+    return JSONResponse(
+        status_code=exc.http_status, content={"error": exc.details, "cause": exc.cause}, headers=exc.headers
+    )
 
 
 def add_rest_handlers() -> None:

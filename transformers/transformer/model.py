@@ -5,11 +5,16 @@ horizons, each served by its own predictor model). Answer: one row per symbol wi
 p_down, in [-1, 1]), `probability_up`, `probability_down`, `confidence` (top class probability),
 `model_version`, `feature_timestamp` and `cached`.
 
-preprocess reads every symbol's hot features and cached prediction in one Redis round trip and refuses
-unknown symbols (404) and stale features (503). predict calls the predictor only for the symbols whose
-features changed since their cached prediction, then caches and publishes the new predictions in a second
-round trip. Redis and predictor failures are retried a bounded number of times and then answered with a 503
-naming the dependency; nothing is kept in a broken state, so the next request after recovery succeeds.
+preprocess reads every symbol's hot features and cached prediction, and the model versions answering on each
+track, in one Redis round trip and refuses unknown symbols (404) and stale features (503). A cached prediction
+is served only if its features are unchanged and its model version is still the one answering on its track
+(`store.predictions.AnsweringVersions`): once a new version answers, the old version's cache is dead. predict
+calls the predictor only for the other symbols, sending one named tensor per feature column (never a packed
+matrix, whose column order another pod behind the same Service may not share), then caches and publishes the
+new predictions in a second round trip, announcing a newly answering version in it. Redis and predictor
+failures are retried a bounded number of times and then answered with a 503 naming the dependency; nothing is
+kept in a broken state, so the next request after recovery succeeds. Requests past `max_requests_held` are
+refused at once (503 `overloaded`, see `admission`).
 """
 
 from __future__ import annotations
@@ -37,8 +42,16 @@ from tickserve.transformers.store.features import (
     decode_features,
     features_key,
 )
-from tickserve.transformers.store.predictions import Prediction, PredictionSink, cache_key
+from tickserve.transformers.store.predictions import (
+    Announce,
+    AnsweringVersions,
+    Prediction,
+    PredictionSink,
+    cache_key,
+    versions_key,
+)
 from tickserve.transformers.store.redis import REDIS_ERRORS
+from tickserve.transformers.transformer.admission import Admission
 from tickserve.transformers.transformer.errors import (
     BadPredictorAnswer,
     DependencyUnavailable,
@@ -48,6 +61,7 @@ from tickserve.transformers.transformer.errors import (
 )
 from tickserve.transformers.transformer.predictor_batching import CoalescingCaller
 from tickserve.transformers.transformer.predictor_client import (
+    Column,
     PredictorClient,
     PredictorOutput,
     PredictorRejected,
@@ -82,6 +96,7 @@ class PendingRequest:
     model: str
     features: list[StoredFeatures]
     cached: list[Prediction | None]
+    answering: dict[str, str]  # track -> announced model version, as read with the cache
     binary_outputs: bool  # raw gRPC contents / REST binary extension, as the client asked
 
 
@@ -142,10 +157,11 @@ class FeatureTransformer(Model):
         self._sink = PredictionSink(
             client, settings.prediction_cache_ttl_seconds, settings.stream_maxlen, cache_track=settings.track
         )
-        self._feature_names: dict[str, tuple[str, ...]] = {}
-        self._model_versions: dict[str, str] = {}
-        self._columns: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
-        self._callers: dict[tuple[str, tuple[str, ...]], CoalescingCaller] = {}
+        self._signatures: dict[str, tuple[Column, ...]] = {}
+        self._versions = AnsweringVersions()
+        self._columns: dict[tuple[tuple[Column, ...], str], np.ndarray] = {}
+        self._callers: dict[tuple[str, tuple[Column, ...]], CoalescingCaller] = {}
+        self._admission = Admission(settings.max_requests_held, settings.overload_retry_after_seconds)
 
     def _predictor(self, model: str) -> PredictorClient:
         """The client for `model`'s host, created on first use inside the serving event loop (gRPC binds to it)."""
@@ -173,7 +189,8 @@ class FeatureTransformer(Model):
         self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
     ) -> Any:
         try:
-            return await super().__call__(body, headers, verb)
+            with self._admission:
+                return await super().__call__(body, headers, verb)
         except TransformerError as exc:
             REFUSALS.labels(exc.cause).inc()
             raise
@@ -191,25 +208,27 @@ class FeatureTransformer(Model):
         symbols = requested_symbols(payload, self.settings.max_symbols)
         horizon = requested_horizon(payload, self.settings)
         model = self.settings.horizons[horizon]
-        replies = await self._with_redis(self._read_hot, symbols, horizon)
+        replies = await self._with_redis(self._read_hot, symbols, horizon, model)
+        answering = {track.decode(): version.decode() for track, version in replies[-1].items()}
         features = [decode_features(symbol, replies[2 * i]) for i, symbol in enumerate(symbols)]
         unknown = [symbol for symbol, found in zip(symbols, features, strict=True) if found is None]
         if unknown:
             raise UnknownSymbol(f"unknown symbol(s) {', '.join(unknown)}: no features in the store")
         known: list[StoredFeatures] = [found for found in features if found is not None]
         self._refuse_stale(known, horizon)
-        cached = [self._still_valid(replies[2 * i + 1], row, model) for i, row in enumerate(known)]
+        cached = [self._still_valid(replies[2 * i + 1], row, model, answering) for i, row in enumerate(known)]
         hits = sum(item is not None for item in cached)
         CACHE_LOOKUPS.labels(horizon, "hit").inc(hits)
         CACHE_LOOKUPS.labels(horizon, "miss").inc(len(cached) - hits)
         request_id = payload.id or str(uuid.uuid4())
-        return PendingRequest(request_id, horizon, model, known, cached, payload.use_binary_outputs)
+        return PendingRequest(request_id, horizon, model, known, cached, answering, payload.use_binary_outputs)
 
-    async def _read_hot(self, symbols: list[str], horizon: str) -> list[Any]:
+    async def _read_hot(self, symbols: list[str], horizon: str, model: str) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for symbol in symbols:
             pipe.hmget(features_key(symbol), list(FEATURE_FIELDS))
             pipe.get(cache_key(self.settings.track, horizon, symbol))
+        pipe.hgetall(versions_key(model))
         return await pipe.execute()
 
     def _refuse_stale(self, features: list[StoredFeatures], horizon: str) -> None:
@@ -227,7 +246,10 @@ class FeatureTransformer(Model):
             )
 
     @staticmethod
-    def _still_valid(raw: bytes | None, row: StoredFeatures, model: str) -> Prediction | None:
+    def _still_valid(
+        raw: bytes | None, row: StoredFeatures, model: str, answering: dict[str, str]
+    ) -> Prediction | None:
+        """The cached prediction if its features are unchanged and its version still answers on its track."""
         if raw is None:
             return None
         try:
@@ -235,7 +257,8 @@ class FeatureTransformer(Model):
         except (TypeError, ValueError):
             return None  # corrupt, or written by a release with other fields: recompute and overwrite it
         unchanged = cached.feature_ts == row.ts and cached.schema_version == row.schema_version
-        return cached if unchanged and cached.model == model else None
+        current = cached.model == model and answering.get(cached.track) == cached.model_version
+        return cached if unchanged and current else None
 
     # --- predict: the predictor for cache misses, then cache and stream in one round trip ---------------------
 
@@ -248,58 +271,69 @@ class FeatureTransformer(Model):
             rows = [payload.features[i] for i in misses]
             output = await self._infer(payload.model, rows)
             fresh = self._predictions(payload, rows, output)
-            await self._with_redis(self._sink.publish, fresh)
+            await self._with_redis(self._sink.publish, fresh, self._announcement(payload, fresh[0]))
             merged = list(payload.cached)
             for i, prediction in zip(misses, fresh, strict=True):
                 merged[i] = prediction
             predictions = [item for item in merged if item is not None]
         return Answer(payload, predictions)
 
+    def _announcement(self, request: PendingRequest, answered: Prediction) -> Announce:
+        """Announce a version this process sees answering on a track for the first time; fill in a missing one."""
+        if self._versions.observe(answered.model, answered.track, answered.model_version):
+            self._signatures.pop(answered.model, None)  # a new version may choose other features: read again
+            return Announce.NEW_VERSION
+        missing = answered.track not in request.answering
+        current = self._versions.current(answered.model, answered.track) == answered.model_version
+        return Announce.IF_MISSING if missing and current else Announce.NOTHING
+
     async def _infer(self, model: str, rows: list[StoredFeatures]) -> PredictorOutput:
-        names = await self._signature(model)
-        output = await self._call_predictor(model, names, await self._matrix(model, names, rows))
-        known_version = self._model_versions.setdefault(model, output.model_version)
-        if output.model_version != known_version:
-            # A new model version may order (or choose) its features differently: re-read its signature.
-            self._model_versions[model] = output.model_version
-            self._feature_names.pop(model, None)
-            fresh_names = await self._signature(model)
-            if fresh_names != names:
-                output = await self._call_predictor(model, fresh_names, await self._matrix(model, fresh_names, rows))
-        return output
+        columns = await self._signature(model)
+        try:
+            return await self._call_predictor(model, columns, await self._matrix(model, columns, rows))
+        except BadPredictorAnswer:
+            # Columns go by name, so a version that orders its features differently answers correctly; one that
+            # chose other features refuses them. Read its signature again and retry once if it changed.
+            self._signatures.pop(model, None)
+            fresh = await self._signature(model)
+            if fresh == columns:
+                raise
+            return await self._call_predictor(model, fresh, await self._matrix(model, fresh, rows))
 
-    async def _signature(self, model: str) -> tuple[str, ...]:
-        if model not in self._feature_names:
-            self._feature_names[model] = await self._with_predictor(self._predictor(model).feature_names, model)
-        return self._feature_names[model]
+    async def _signature(self, model: str) -> tuple[Column, ...]:
+        if model not in self._signatures:
+            self._signatures[model] = await self._with_predictor(self._predictor(model).feature_columns, model)
+        return self._signatures[model]
 
-    async def _call_predictor(self, model: str, names: tuple[str, ...], matrix: np.ndarray) -> PredictorOutput:
+    async def _call_predictor(self, model: str, columns: tuple[Column, ...], matrix: np.ndarray) -> PredictorOutput:
         """Through the (model, signature)'s coalescing caller, so concurrent misses share predictor calls."""
-        key = (model, names)
+        key = (model, columns)
         if key not in self._callers:
             self._callers[key] = CoalescingCaller(
-                partial(self._predictor_call, model),
+                partial(self._predictor_call, model, columns),
                 max_in_flight=self.settings.predictor_calls_in_flight,
                 max_rows=self.settings.predictor_call_rows,
             )
         return await self._callers[key](matrix)
 
-    async def _predictor_call(self, model: str, matrix: np.ndarray) -> PredictorOutput:
+    async def _predictor_call(self, model: str, columns: tuple[Column, ...], matrix: np.ndarray) -> PredictorOutput:
         PREDICTOR_ROWS.labels(model).inc(len(matrix))
-        output = await self._with_predictor(self._predictor(model).infer, model, matrix)
+        output = await self._with_predictor(self._predictor(model).infer, model, columns, matrix)
         if len(output.probabilities) != len(matrix):
             raise BadPredictorAnswer(f"model {model} answered {len(output.probabilities)} rows for {len(matrix)}")
         return output
 
-    async def _matrix(self, model: str, names: tuple[str, ...], rows: list[StoredFeatures]) -> np.ndarray:
-        matrix = np.empty((len(rows), len(names)), dtype=np.float32)
+    async def _matrix(self, model: str, columns: tuple[Column, ...], rows: list[StoredFeatures]) -> np.ndarray:
+        """Rows x the model's columns, in the order of `columns` (sent as one named tensor per column)."""
+        matrix = np.empty((len(rows), len(columns)), dtype=np.float32)
         for i, row in enumerate(rows):
-            matrix[i] = row.vector[await self._column_order(model, names, row)]
+            matrix[i] = row.vector[await self._column_order(model, columns, row)]
         return matrix
 
-    async def _column_order(self, model: str, names: tuple[str, ...], row: StoredFeatures) -> np.ndarray:
+    async def _column_order(self, model: str, columns: tuple[Column, ...], row: StoredFeatures) -> np.ndarray:
         """Positions of the model's feature names in a stored vector of `row`'s schema (cached per pair)."""
-        key = (names, row.schema_version)
+        key = (columns, row.schema_version)
+        names = [name for name, _ in columns]
         if key not in self._columns:
             stored = await self._with_redis(self._schemas.names, row.schema_version)
             if stored is None or len(stored) != row.vector.size:

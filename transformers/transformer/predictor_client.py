@@ -1,7 +1,10 @@
 """Talks to the tickserve predictor over Open Inference Protocol v2, by REST or gRPC.
 
-Two calls matter: the model metadata (its inputs list the feature columns in signature order) and inference
-on one packed FP32 tensor `features` [N, F] answered by `probabilities` [N, K]. Transport failures are
+Two calls matter: the model metadata (its inputs list the feature columns, each a named FP32/FP64 tensor) and
+inference with one named tensor [N] per feature column, answered by `probabilities` [N, K]. Columns go by name,
+never by position: stable and canary pods behind one Service may order their features differently, and the
+metadata read and the inference call may reach different pods; each predictor puts named columns into its own
+order (a packed [N, F] matrix would silently mean another order to the other pod). Transport failures are
 reported as `PredictorUnavailable` (with whether an immediate retry can help) and refusals as
 `PredictorRejected`, whatever the protocol, so the transformer's retry and 503 logic is protocol-free.
 """
@@ -19,7 +22,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from kserve.protocol.infer_type import InferResponse, to_http_parameters
 
-from tickserve.v2.names import PACKED_FEATURES, PROBABILITIES_OUTPUT
+from tickserve.v2.names import PROBABILITIES_OUTPUT
 
 # Reconnect quickly once a restarted predictor is back (gRPC's default backoff grows to two minutes).
 _GRPC_CHANNEL_OPTIONS = [
@@ -50,20 +53,34 @@ class PredictorOutput:
     track: str | None = None  # the rollout track of the predictor that answered, when it says
 
 
-class PredictorClient(Protocol):
-    async def feature_names(self, model: str) -> tuple[str, ...]: ...
+Column = tuple[str, str]  # (feature name, v2 datatype) as the model's metadata lists it
+_COLUMN_DTYPES = {"FP32": "<f4", "FP64": "<f8"}
 
-    async def infer(self, model: str, features: np.ndarray) -> PredictorOutput: ...
+
+class PredictorClient(Protocol):
+    async def feature_columns(self, model: str) -> tuple[Column, ...]: ...
+
+    async def infer(self, model: str, columns: tuple[Column, ...], features: np.ndarray) -> PredictorOutput: ...
 
     async def close(self) -> None: ...
 
 
-def _grpc_request(model: str, features: np.ndarray) -> pb.ModelInferRequest:
-    """The packed FP32 tensor as raw little-endian bytes, built straight into the message (KServe's InferRequest
-    round trip costs more than the call on a 1-row miss)."""
-    array = np.ascontiguousarray(features, dtype="<f4")
-    tensor = pb.ModelInferRequest.InferInputTensor(name=PACKED_FEATURES, datatype="FP32", shape=list(array.shape))
-    return pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[array.tobytes()])
+def _columns(metadata_inputs: list[tuple[str, str]], model: str) -> tuple[Column, ...]:
+    unusable = [f"{name} {datatype}" for name, datatype in metadata_inputs if datatype not in _COLUMN_DTYPES]
+    if unusable:
+        raise PredictorRejected(f"model {model} has inputs that are not FP32/FP64 feature columns: {unusable}")
+    return tuple(metadata_inputs)
+
+
+def _grpc_request(model: str, columns: tuple[Column, ...], features: np.ndarray) -> pb.ModelInferRequest:
+    """One named [N] tensor per column as raw little-endian bytes, built straight into the message (KServe's
+    InferRequest round trip costs more than the call on a 1-row miss)."""
+    rows = [len(features)]
+    tensors, contents = [], []
+    for position, (name, datatype) in enumerate(columns):
+        tensors.append(pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=rows))
+        contents.append(np.ascontiguousarray(features[:, position], dtype=_COLUMN_DTYPES[datatype]).tobytes())
+    return pb.ModelInferRequest(model_name=model, inputs=tensors, raw_input_contents=contents)
 
 
 def _output(model: str, response: InferResponse) -> PredictorOutput:
@@ -94,18 +111,17 @@ class RestPredictorClient:
             self._session = aiohttp.ClientSession(self._base_url, timeout=self._timeout, connector=connector)
         return self._session
 
-    async def feature_names(self, model: str) -> tuple[str, ...]:
+    async def feature_columns(self, model: str) -> tuple[Column, ...]:
         answer = await self._send("GET", model, f"/v2/models/{model}")
-        return tuple(item["name"] for item in orjson.loads(answer)["inputs"])
+        return _columns([(item["name"], item["datatype"]) for item in orjson.loads(answer)["inputs"]], model)
 
-    async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
-        tensor = {
-            "name": PACKED_FEATURES,
-            "datatype": "FP32",
-            "shape": list(features.shape),
-            "data": np.asarray(features, dtype=np.float32).ravel().tolist(),
-        }
-        body = orjson.dumps({"inputs": [tensor]})
+    async def infer(self, model: str, columns: tuple[Column, ...], features: np.ndarray) -> PredictorOutput:
+        rows = [len(features)]
+        tensors = [
+            {"name": name, "datatype": datatype, "shape": rows, "data": features[:, position].tolist()}
+            for position, (name, datatype) in enumerate(columns)
+        ]
+        body = orjson.dumps({"inputs": tensors})
         answer = await self._send("POST", model, f"/v2/models/{model}/infer", body)
         return _output(model, InferResponse.from_rest(orjson.loads(answer)))
 
@@ -144,16 +160,16 @@ class GrpcPredictorClient:
         self._channel = grpc.aio.insecure_channel(target, options=_GRPC_CHANNEL_OPTIONS)
         self._stub = GRPCInferenceServiceStub(self._channel)
 
-    async def feature_names(self, model: str) -> tuple[str, ...]:
+    async def feature_columns(self, model: str) -> tuple[Column, ...]:
         try:
             metadata = await self._stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(model, exc) from exc
-        return tuple(item.name for item in metadata.inputs)
+        return _columns([(item.name, item.datatype) for item in metadata.inputs], model)
 
-    async def infer(self, model: str, features: np.ndarray) -> PredictorOutput:
+    async def infer(self, model: str, columns: tuple[Column, ...], features: np.ndarray) -> PredictorOutput:
         try:
-            response = await self._stub.ModelInfer(_grpc_request(model, features), timeout=self._timeout)
+            response = await self._stub.ModelInfer(_grpc_request(model, columns, features), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(model, exc) from exc
         return _output(model, InferResponse.from_grpc(response))

@@ -50,6 +50,13 @@ class TransformerSettings(RedisSettings):
         4, ge=1, description="concurrent calls per predictor; misses arriving meanwhile share the next call"
     )
     predictor_call_rows: int = Field(256, ge=1, description="most rows (symbols) one predictor call carries")
+    max_requests_held: int = Field(
+        64,
+        ge=1,
+        description="requests admitted and not yet answered (running or queued for the predictor); past it a "
+        "request is refused at once with 503 overloaded and Retry-After, so admitted ones keep their latency",
+    )
+    overload_retry_after_seconds: int = Field(1, ge=0, description="Retry-After of an overloaded refusal")
 
     @field_validator("horizons")
     @classmethod

@@ -10,7 +10,7 @@ absolute tolerances, computed from the window's own data, so they stay far below
 from __future__ import annotations
 
 import numpy as np
-from tickserve.transformers.features.engine import PER_WINDOW_FEATURES, FeatureConfig
+from tickserve.transformers.features.engine import PER_WINDOW_FEATURES, FeatureConfig, FeatureEngine
 from tickserve.transformers.features.reference import direct_vector
 
 RELATIVE = 1e-9
@@ -54,3 +54,18 @@ def assert_matches_direct(
             for i in np.flatnonzero(bad)
         )
         raise AssertionError(f"{where}: {details}")
+
+
+# Every public way of feeding bars into the engine; the exactness and property tests run against each of them.
+PATHS = ("update (batched)", "update_bar (single bar)")
+
+
+def feed(engine: FeatureEngine, path: str, bars: list[tuple[str, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Feed bars of distinct symbols through `path`; their feature rows and ready flags, in input order."""
+    if path == PATHS[0]:
+        ids = engine.symbol_ids(symbol for symbol, _, _ in bars)
+        batch = engine.update(ids, [close for _, close, _ in bars], [volume for _, _, volume in bars])
+        return batch.values, batch.ready
+    vectors = [engine.update_bar(symbol, close, volume) for symbol, close, volume in bars]
+    values = np.stack([vector.values for vector in vectors]) if vectors else np.empty((0, len(engine.names)))
+    return values, np.asarray([vector.ready for vector in vectors], dtype=bool)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from features_oracle import assert_matches_direct
+from features_oracle import PATHS, assert_matches_direct, feed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -44,25 +44,25 @@ def runs_of_distinct_symbols(
     return runs
 
 
+@pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=150, deadline=None)
-@given(bar_streams())
-def test_batched_updates_equal_the_direct_recomputation(stream) -> None:
+@given(stream=bar_streams())
+def test_every_path_equals_the_direct_recomputation(path: str, stream) -> None:
     config, bars, cuts = stream
     engine = FeatureEngine(config, initial_capacity=1)
     history: dict[str, tuple[list[float], list[float]]] = {}
     for run in runs_of_distinct_symbols(bars, cuts):
-        ids = engine.symbol_ids(symbol for symbol, _, _ in run)
-        batch = engine.update(ids, [close for _, close, _ in run], [volume for _, _, volume in run])
-        assert batch.values.shape == (len(run), len(config.names))
+        values, ready = feed(engine, path, run)
+        assert values.shape == (len(run), len(config.names))
         for row, (symbol, close, volume) in enumerate(run):
             closes, volumes = history.setdefault(symbol, ([], []))
             closes.append(close)
             volumes.append(volume)
-            assert batch.ready[row] == (len(closes) >= config.max_window)
-            if batch.ready[row]:
-                assert_matches_direct(config, batch.values[row], np.asarray(closes), np.asarray(volumes), symbol)
+            assert ready[row] == (len(closes) >= config.max_window)
+            if ready[row]:
+                assert_matches_direct(config, values[row], np.asarray(closes), np.asarray(volumes), symbol)
             else:
-                assert np.isnan(batch.values[row]).all()
+                assert np.isnan(values[row]).all()
 
 
 @settings(max_examples=40, deadline=None)
@@ -71,12 +71,13 @@ def test_the_per_bar_path_equals_the_batched_path_exactly(stream) -> None:
     config, bars, cuts = stream
     per_bar, batched = FeatureEngine(config), FeatureEngine(config)
     for run in runs_of_distinct_symbols(bars, cuts):
-        singles = [per_bar.update_bar(symbol, close, volume) for symbol, close, volume in run]
+        single_values, single_ready = feed(per_bar, PATHS[1], run)
+        batch_values, batch_ready = feed(batched, PATHS[0], run)
+        np.testing.assert_array_equal(single_values, batch_values)
+        np.testing.assert_array_equal(single_ready, batch_ready)
         ids = batched.symbol_ids(symbol for symbol, _, _ in run)
-        batch = batched.update(ids, [close for _, close, _ in run], [volume for _, _, volume in run])
-        np.testing.assert_array_equal(np.stack([single.values for single in singles]), batch.values)
-        assert [single.ready for single in singles] == batch.ready.tolist()
-        np.testing.assert_array_equal(batched.current(ids).values, batch.values)
+        np.testing.assert_array_equal(batched.current(ids).values, batch_values)
+        np.testing.assert_array_equal(per_bar.current(ids).values, batch_values)
 
 
 def test_current_of_no_symbols_is_an_empty_batch() -> None:
@@ -156,3 +157,25 @@ def test_symbols_can_appear_at_any_time_and_keep_their_ids() -> None:
                 volumes = np.full(len(seen[symbol]), 1.0 + row)
                 assert_matches_direct(config, batch.values[row], np.asarray(seen[symbol]), volumes, symbol)
     assert engine.symbols == [f"S{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("close", "volume", "message"),
+    [
+        (0.0, 1.0, "'A': close must be a finite number > 0"),
+        (float("nan"), 1.0, "'A': close must be"),
+        (float("inf"), 1.0, "'A': close must be"),
+        (1.0, -1.0, "'A': volume must be a finite number >= 0"),
+        (1.0, float("nan"), "'A': volume must be"),
+        (1.0, float("inf"), "'A': volume must be"),
+    ],
+)
+def test_bad_single_bars_are_rejected_by_name_and_change_nothing(close, volume, message) -> None:
+    engine = FeatureEngine(FeatureConfig(windows=(3,)))
+    for step in range(3):
+        engine.update_bar("A", 10.0 + step, 5.0)
+    before = engine.current(engine.symbol_ids(["A"])).values.copy()
+    with pytest.raises(ValueError, match=message):
+        engine.update_bar("A", close, volume)
+    assert engine.bar_count("A") == 3
+    np.testing.assert_array_equal(engine.current(engine.symbol_ids(["A"])).values, before)

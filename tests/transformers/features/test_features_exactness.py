@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from features_oracle import assert_matches_direct, direct_values
+from features_oracle import PATHS, assert_matches_direct, direct_values, feed
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
 
 SYMBOLS = 50
@@ -38,21 +38,24 @@ def regime_stream(seed: int, bars: int, symbols: int) -> tuple[np.ndarray, np.nd
 
 
 @pytest.mark.slow
-def test_values_equal_the_direct_recomputation_after_two_million_bars() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_values_equal_the_direct_recomputation_after_two_million_bars(path: str) -> None:
     config = FeatureConfig()
     closes, volumes = regime_stream(7, BARS_PER_SYMBOL, SYMBOLS)
     engine = FeatureEngine(config)
-    ids = engine.symbol_ids(f"S{column}" for column in range(SYMBOLS))
+    symbols = [f"S{column}" for column in range(SYMBOLS)]
     checkpoints = set(np.linspace(config.max_window, BARS_PER_SYMBOL - 1, CHECKPOINTS, dtype=int).tolist())
     for step in range(BARS_PER_SYMBOL):
-        batch = engine.update(ids, closes[step], volumes[step])
+        values, ready = feed(
+            engine, path, list(zip(symbols, closes[step].tolist(), volumes[step].tolist(), strict=True))
+        )
         if step in checkpoints:
-            assert batch.ready.all()
+            assert ready.all()
             window = slice(step + 1 - config.max_window, step + 1)
             for column in range(SYMBOLS):
                 assert_matches_direct(
                     config,
-                    batch.values[column],
+                    values[column],
                     closes[window, column],
                     volumes[window, column],
                     f"S{column} after {(step + 1) * SYMBOLS:,} bars",

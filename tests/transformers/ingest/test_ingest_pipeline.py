@@ -169,12 +169,13 @@ async def test_a_stalled_redis_does_not_stall_the_feed(store_url) -> None:
     admin = redis.Redis.from_url(store_url)
     async with feed(frames) as (url, _):
         process = ingest_process(store_url, url, metrics_port, "--queue_size", "4")
-        admin.client_pause(3000, all=False)  # writes block for 3 s; the feed must keep flowing
+        admin.client_pause(30_000, all=False)  # writes block until the unpause below; the feed must keep flowing
         await asyncio.to_thread(process.start)
         try:
-            text = await wait_for_metric(metrics_port, "tickserve_ingest_bars_total", len(frames), seconds=2.5)
+            text = await wait_for_metric(metrics_port, "tickserve_ingest_bars_total", len(frames), seconds=15)
             assert metric_sum(text, "tickserve_ingest_writes_total") <= 1, "Redis was paused meanwhile"
             text = await wait_for_metric(metrics_port, "tickserve_ingest_dropped_batches_total", 1)
+            admin.client_unpause()
             text = await wait_for_metric(metrics_port, "tickserve_ingest_writes_total", 2, seconds=10)
         finally:
             admin.client_unpause()
