@@ -77,3 +77,38 @@ def test_a_secret_in_the_chart_config_is_refused_by_the_schema(helm_cli, tmp_pat
     YAML(typ="safe").dump(values, leaked)
     result = helm_cli("template", "tickserve", str(CHART), "--values", str(leaked), check=False)
     assert result.returncode != 0 and "registrySync" in result.stderr
+
+
+def test_the_rollback_receiver_runs_in_registry_sync_with_the_rollout_role_and_alertmanager_finds_it(
+    control_plane: ControlPlane, crds: InstalledCrds, namespace: str, helm_cli
+) -> None:
+    options = [
+        "--set", "registrySync.rollback.enabled=true", "--set", "registrySync.rollback.existingSecret=rollback-token",
+        "--set", "monitoring.alertmanagerConfig.enabled=true",
+        "--set", "monitoring.alertmanagerConfig.rollback.tokenSecret.name=rollback-token",
+    ]  # fmt: skip
+    text = helm_cli(
+        "template", "tickserve", str(CHART), "--namespace", namespace, "--values", str(VALUES), *options
+    ).stdout
+    docs = [doc for doc in YAML(typ="safe").load_all(text) if doc]
+    server_side_apply(control_plane, text, namespace=namespace)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == NAME]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TICKSERVE_REGISTRY_SYNC_ROLLBACK__TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "rollback-token"
+    assert {"name": "rollback", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    (route,) = [d for d in docs if d["kind"] == "AlertmanagerConfig"]
+    receiver = next(r for r in route["spec"]["receivers"] if r["name"] == "tickserve-rollback")
+    assert receiver["webhookConfigs"][0]["url"] == f"http://{NAME}-rollback.{namespace}.svc:8080/alerts"
+    isvcs = {"resource": "inferenceservices", "group": "serving.kserve.io"}
+    hpas = {"resource": "horizontalpodautoscalers", "group": "autoscaling"}
+
+    def may(verb: str, resource: dict[str, str]) -> bool:
+        return can_i(
+            control_plane.api_client, service_account=NAME, namespace=namespace, target_namespace=namespace,
+            verb=verb, **resource,
+        )  # fmt: skip
+
+    assert may("patch", isvcs)
+    assert may("delete", hpas)
+    assert not may("delete", isvcs)
