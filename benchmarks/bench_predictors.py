@@ -17,6 +17,8 @@ Method (the same for every peer, in one run, on one machine):
 - Peers compared in one case run at the same time and are measured in turns, REPEATS times, after a
   warm-up; rows quote the median of the repeats, so load from other processes on a shared machine hits all
   peers alike. Errors (non-2xx, socket errors, timeouts) are summed into the row, never dropped.
+- Runtimes: the same LightGBM MLflow model through tickserve's native LightGBM runtime and through its generic
+  mlflow.pyfunc runtime (TICKSERVE_RUNTIME=pyfunc), same layout, c16: what a flavor without a native runtime costs.
 - The in-process floor is the model call alone (`Booster.predict`, an ONNX Runtime / TorchScript call).
 - CPU per answer (user+system of the server's whole process tree / answers) is recorded next to throughput:
   on a busy shared machine it is the figure other processes distort least.
@@ -64,6 +66,8 @@ TARGET_BATCHING = 5.0
 # worker whose event loop hands model calls to its executor thread (loop + model thread use the two cores).
 TICKSERVE_LAYOUTS = {workers: f"tickserve, {workers} worker{'s' * (workers > 1)}" for workers in (WORKERS, 1)}
 FLOOR = "in-process floor"
+RUNTIME_CASE = "lightgbm runtimes"
+RUNTIMES = {runtime: f"tickserve, {runtime} runtime, {WORKERS} workers" for runtime in ("native", "pyfunc")}
 BATCHING_OFF = f"tickserve, batching off, {WORKERS} workers"
 # Batching is measured in two worker layouts: with WORKERS workers each batcher sees only its share of the
 # concurrent requests (c16 -> <= 8 rows a batch); one worker sees all of them, with one event loop for HTTP.
@@ -354,6 +358,30 @@ def lightgbm_bench(bench_models: models.BenchModels, workdir: Path, run: Run) ->
         compare(ready, cases, run)
 
 
+def runtime_bench(bench_models: models.BenchModels, workdir: Path, run: Run) -> None:
+    """The same LightGBM MLflow model through tickserve's native runtime and through its mlflow.pyfunc fallback
+    (TICKSERVE_RUNTIME=pyfunc): what serving a flavor without a native runtime costs."""
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=str(bench_models.lightgbm_text))
+    inputs = {rows: rounded(models.synthetic_features(rows, seed=200 + rows)) for rows in LIGHTGBM_ROWS}
+    cases = [Case(RUNTIME_CASE, rows, 16, v2_body("features", inputs[rows])) for rows in LIGHTGBM_ROWS]
+    peers = {
+        system: functools.partial(
+            servers.tickserve_predictor,
+            bench_models.lightgbm_mlflow,
+            workdir,
+            name="lightgbm",
+            workers=WORKERS,
+            runtime=runtime,
+        )
+        for runtime, system in RUNTIMES.items()
+    }
+    expected = booster.predict(inputs[cases[-1].rows].astype(np.float32), num_threads=1)
+    with started(peers, cases, expected, run) as ready:
+        compare(ready, cases, run)
+
+
 def window_bench(network_name: str, model: models.WindowModel, workdir: Path, run: Run) -> None:
     import onnxruntime
     import torch
@@ -456,6 +484,17 @@ def summary_rows(rows: list[dict]) -> list[dict]:
         summaries.append(
             cpu_info(f"cpu: lightgbm 1 row c16, {system} vs leanest mlserver", f"vs {lean['system']}", ours, lean)
         )
+    for per_request in LIGHTGBM_ROWS:
+        native = find(rows, RUNTIME_CASE, RUNTIMES["native"], 16, per_request)
+        pyfunc = find(rows, RUNTIME_CASE, RUNTIMES["pyfunc"], 16, per_request)
+        if native and pyfunc:
+            ratio = native["requests_per_s"] / pyfunc["requests_per_s"]
+            target = "info only: native / pyfunc throughput, same model and layout"
+            case = f"runtimes: lightgbm {per_request} rows c16, native / pyfunc"
+            summaries.append(summary_row(case, "tickserve", ratio, target))
+            summaries.append(
+                cpu_info(f"cpu: lightgbm {per_request} rows c16, native vs pyfunc", "tickserve", native, pyfunc)
+            )
     window_cases = [
         f"window-{network} {fmt}{body}"
         for network in models.WINDOW_NETWORKS
@@ -514,6 +553,7 @@ def run(out_dir: Path) -> list[dict]:
     )
     with stop_servers_on_sigterm(), tempfile.TemporaryDirectory(prefix="bench-predictors-") as scratch:
         lightgbm_bench(bench_models, Path(scratch), measured)
+        runtime_bench(bench_models, Path(scratch), measured)
         for network_name, window_model in bench_models.windows.items():
             window_bench(network_name, window_model, Path(scratch), measured)
     measured.notes["load_average_end"] = os.getloadavg()

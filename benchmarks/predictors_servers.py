@@ -130,19 +130,23 @@ def tickserve_predictor(
     workers: int,
     max_batch_size: int | None = None,
     max_latency_ms: float | None = None,
+    runtime: str | None = None,
 ) -> Endpoint:
     """tickserve's predictor server (`tickserve predictor`, from `tickserve.launch`) on one model directory.
 
-    Micro-batching settings left at None keep the server's own defaults (its documented configuration).
+    Micro-batching settings left at None keep the server's own defaults (its documented configuration);
+    `runtime="pyfunc"` serves the model through mlflow.pyfunc instead of its native runtime.
     """
     env = {**SINGLE_THREAD_ENV, "TICKSERVE_THREADS": "1"}
+    if runtime is not None:
+        env["TICKSERVE_RUNTIME"] = runtime
     if max_batch_size is not None:
         env["TICKSERVE_MAX_BATCH_SIZE"] = str(max_batch_size)
     if max_latency_ms is not None:
         env["TICKSERVE_MAX_LATENCY_MS"] = f"{max_latency_ms:g}"
     workdir = Path(tempfile.mkdtemp(prefix="tickserve-", dir=workdir))
     process = launch.predictor(name, model_dir, args=["--workers", str(workers)], env=env, cwd=workdir)
-    process.name = f"tickserve-{name}-batch{max_batch_size}-wait{max_latency_ms}"
+    process.name = f"tickserve-{name}-batch{max_batch_size}-wait{max_latency_ms}-{runtime or 'native'}"
     config = {"command": " ".join(process.command[1:]), "env": env}
     return Endpoint(process, f"{process.url}/v2/models/{name}/infer", config)
 

@@ -11,6 +11,9 @@ front end rather than the model is the bottleneck) must not turn the wait off fo
 Each request's rows are split back to its own caller. If a batched call fails, its requests are retried one
 by one so a single bad request fails only itself. Model calls run on the model's executor thread, never on
 the event loop, so health checks answer while the model is saturated.
+The queue is bounded: a request arriving while QUEUED_BATCHES full batches of rows already wait is refused at
+once with `Overloaded` (503 with Retry-After, gRPC UNAVAILABLE, outcome `overloaded`) before any model call,
+so an overloaded predictor answers the requests it holds in bounded time and is not mistaken for a broken one.
 """
 
 from __future__ import annotations
@@ -22,10 +25,34 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from grpc_interceptor.exceptions import Unavailable
+
+from tickserve import kserve_compat
 
 Arrays = dict[str, np.ndarray]
 ModelCall = Callable[[Arrays], Arrays]
 LOAD_MEMORY_S = 0.1
+QUEUED_BATCHES = 4  # a request may wait behind at most this many full model calls
+RETRY_AFTER_S = 1
+
+
+class Overloaded(Unavailable):
+    """The model's queue is full: refused before the model call, so retrying soon (or elsewhere) may succeed."""
+
+    cause = "overloaded"
+
+
+async def _overloaded_response(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"error": str(error), "cause": Overloaded.cause},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+kserve_compat.add_exception_handler(Overloaded, _overloaded_response)
 
 
 @dataclass
@@ -61,9 +88,13 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._load_memory = max(LOAD_MEMORY_S, 10 * self._max_wait)
         self._unanswered = 0  # submitted requests whose callers have not resumed yet
+        self._max_queued_rows = QUEUED_BATCHES * max_batch_size
         self._overlap_at = -float("inf")  # when a request last arrived while another was unanswered
 
     async def submit(self, inputs: Arrays, rows: int) -> Arrays:
+        queued = sum(item.rows for item in self._pending if not item.future.done())
+        if queued >= self._max_queued_rows:
+            raise Overloaded(f"overloaded: {queued} rows already queued for the model (limit {self._max_queued_rows})")
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
         item = _Pending(inputs, rows, future)
         if self._unanswered:

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         "tickserve predictor",
         argv,
         parent=model_flags(),
-        description="Serve a LightGBM, ONNX or TorchScript model over the Open Inference Protocol (REST + gRPC).",
+        description="Serve an MLflow model (LightGBM, ONNX, PyTorch natively; any pyfunc flavor) over the Open "
+        "Inference Protocol (REST + gRPC).",
         # Throughput default: no log line per request (KServe's default logs every request's latency).
         defaults={"enable_latency_logging": False},
     )
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    model = repository.get_model(args.model_name)
+    # gRPC messages get the REST body limit too (the server is built for this one model).
+    args.grpc_max_receive_message_length = min(args.grpc_max_receive_message_length, model.max_request_bytes)
     gc.freeze()  # startup objects (frameworks, MLflow) leave the GC's scans: shorter collection pauses, lower p99
     server = PredictorServer(
         repository,
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
-    server.start([repository.get_model(args.model_name)])
+    server.start([model])
     return 0
 
 

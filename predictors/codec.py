@@ -6,6 +6,7 @@ with a message naming the tensor and what is wrong, before the request can join 
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 
@@ -27,7 +28,7 @@ def tensor_array(tensor: InferInput) -> np.ndarray:
     shape = [int(d) for d in tensor.shape]
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input '{tensor.name}': shape {shape} has a negative dimension")
-    expected = int(np.prod(shape)) if shape else 1
+    expected = math.prod(shape)  # Python ints: a client's astronomic shape must not wrap around
     raw = getattr(tensor, "_raw_data", None)  # binary extension / gRPC raw_input_contents: kserve keeps bytes here
     if raw is not None:
         if len(raw) != expected * dtype.itemsize:

@@ -19,11 +19,13 @@ class Outcome(StrEnum):
     OK = "ok"
     CLIENT_ERROR = "client_error"
     SERVER_ERROR = "server_error"
+    OVERLOADED = "overloaded"  # refused before the model call because its queue was full: not a fault
 
 
 REQUESTS = Counter(
     "tickserve_predictor_requests",
-    "Inference requests by outcome: ok, client_error (4xx / INVALID_ARGUMENT), server_error (5xx / INTERNAL).",
+    "Inference requests by outcome: ok, client_error (4xx / INVALID_ARGUMENT), server_error (5xx / INTERNAL), "
+    "overloaded (503 / UNAVAILABLE: queue full, refused before the model call).",
     (*LABELS, "outcome"),
 )
 REQUEST_DURATION = Histogram(

@@ -20,8 +20,8 @@ from pathlib import Path
 from kserve.errors import ModelNotFound
 from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-from tickserve.predictors.base import TickPredictor
-from tickserve.predictors.model_dir import Framework, locate
+from tickserve.predictors.base import NotNative, TickPredictor
+from tickserve.predictors.model_dir import Framework, ModelArtifact, locate
 from tickserve.predictors.settings import PredictorSettings
 
 # Imported on demand so a LightGBM server never pays for importing torch.
@@ -29,6 +29,8 @@ PREDICTOR_CLASSES: dict[Framework, str] = {
     Framework.LIGHTGBM: "tickserve.predictors.runtimes.lightgbm:LightGBMPredictor",
     Framework.ONNX: "tickserve.predictors.runtimes.onnx:ONNXPredictor",
     Framework.TORCHSCRIPT: "tickserve.predictors.runtimes.torchscript:TorchScriptPredictor",
+    Framework.TORCH_EXPORT: "tickserve.predictors.runtimes.torch_export:TorchExportPredictor",
+    Framework.PYFUNC: "tickserve.predictors.runtimes.pyfunc:PyfuncPredictor",
 }
 
 
@@ -56,6 +58,16 @@ class PredictorRepository(ModelRepository):
     def build(self, name: str) -> TickPredictor:
         """Load a fresh predictor for `name` from its directory (blocking: call off the event loop)."""
         artifact = locate(self.model_dirs[name])
+        if self.settings.runtime == "pyfunc" and artifact.mlflow_dir is not None:
+            artifact = artifact.with_runtime(Framework.PYFUNC, "runtime=pyfunc is set")
+        try:
+            return self._loaded(name, artifact)
+        except NotNative as reason:
+            if artifact.mlflow_dir is None or "python_function" not in _flavors(artifact.mlflow_dir):
+                raise ValueError(f"{reason}, and the model has no python_function flavor to serve instead") from None
+            return self._loaded(name, artifact.with_runtime(Framework.PYFUNC, str(reason)))
+
+    def _loaded(self, name: str, artifact: ModelArtifact) -> TickPredictor:
         predictor = predictor_class(artifact.framework)(
             name, artifact, self.settings, self._executors[name], self.threads
         )
@@ -83,6 +95,12 @@ class PredictorRepository(ModelRepository):
         async with lock:  # two concurrent reloads of one model must not race to the swap
             self._swap(await asyncio.to_thread(self.build, name))
         return True
+
+
+def _flavors(mlflow_dir: Path) -> dict[str, object]:
+    from mlflow.models import Model
+
+    return Model.load(str(mlflow_dir / "MLmodel")).flavors
 
 
 # Repositories unpickled in a REST worker process whose models are still to be loaded.

@@ -1,9 +1,12 @@
 """KServe's ModelServer, adjusted where its defaults hurt a realtime predictor.
 
-- POST /v2/models/{name}/infer decodes the raw body once (`wire`: JSON or the binary extension, binary tensors
-  stay bytes) and answers with orjson; malformed JSON / protobuf is a 400 / INVALID_ARGUMENT, not a 500, and
-  counts as a client error of the model. It is served by `tickserve.v2.fast_path.InferFastPath`, the ASGI app
-  uvicorn runs, ahead of KServe's FastAPI app and its middleware.
+- POST /v2/models/{name}/infer refuses a body over the model's `max_request_bytes` with 413 before reading it
+  (gRPC messages are capped at the same size), then decodes the raw body once (`wire`: JSON or the binary
+  extension, binary tensors stay bytes) and answers with orjson; malformed JSON / protobuf is a 400 /
+  INVALID_ARGUMENT, not a 500, and counts as a client error of the model. It is served by
+  `tickserve.v2.fast_path.InferFastPath`, the ASGI app uvicorn runs, ahead of KServe's FastAPI app and its
+  middleware.
+- The metadata endpoint says which runtime serves the model (`platform`) and, on REST, why (`parameters`).
 - gRPC runs without KServe's per-call logging interceptor and parses ModelInfer messages itself.
 - /metrics aggregates all processes when --workers > 1; REST worker processes load their models at startup.
 - Per-request log lines (latency, access log) are off unless --enable_latency_logging is set, and rejected
@@ -16,6 +19,7 @@ import copy
 import json
 import logging
 import os
+import sys
 import tempfile
 from concurrent import futures
 from typing import Any, ClassVar
@@ -47,10 +51,12 @@ from tickserve.predictors.repository import (
 from tickserve import kserve_compat
 from tickserve.v2.fast_path import InferFastPath
 from tickserve.v2.wire import (
+    RequestTooLarge,
     decode_grpc_message,
     decode_rest_body,
     grpc_to_infer_request,
     pydantic_problems,
+    read_body,
     rest_response,
 )
 
@@ -60,6 +66,19 @@ async def request_validation_error(_: Request, error: RequestValidationError) ->
     return JSONResponse(
         status_code=400, content={"error": f"malformed v2 inference request: {pydantic_problems(error.errors())}"}
     )
+
+
+async def request_too_large(_: Request, error: RequestTooLarge) -> JSONResponse:
+    return JSONResponse(status_code=413, content={"error": str(error)})
+
+
+async def model_metadata(model_name: str) -> JSONResponse:
+    """GET /v2/models/{name}: KServe's metadata plus `parameters` (runtime, why it was chosen, version), which
+    KServe's own route drops."""
+    dataplane = PredictorDataPlane.current
+    if dataplane is None:
+        raise ServerNotReady("the predictor data plane is not set up")
+    return JSONResponse(await dataplane.model_metadata(model_name))
 
 
 async def metrics(request: Request) -> Response:
@@ -83,7 +102,13 @@ async def infer(request: Request, model_name: str) -> Response:
     if not await dataplane.model_ready(model_name, True):
         raise ModelNotReady(model_name)
     headers = dict(request.headers)
-    infer_request = dataplane.decode_inference_request(await request.body(), headers, model_name)
+    model = dataplane.get_model_from_registry(model_name)
+    try:
+        body = await read_body(request, model.max_request_bytes if isinstance(model, TickPredictor) else sys.maxsize)
+    except RequestTooLarge:
+        dataplane.count_rejected(model_name)
+        raise
+    infer_request = dataplane.decode_inference_request(body, headers, model_name)
     response, _ = await dataplane.infer(model_name=model_name, request=infer_request, headers=headers)
     return rest_response(response)
 
@@ -92,7 +117,9 @@ async def infer(request: Request, model_name: str) -> Response:
 # serve, see PredictorServer.start), so every process answers the same way. Routes added here come before the
 # ones KServe adds when the server starts, so this /metrics is the one served.
 kserve_compat.add_exception_handler(RequestValidationError, request_validation_error)
+kserve_compat.add_exception_handler(RequestTooLarge, request_too_large)
 kserve_compat.add_route("/metrics", metrics, methods=["GET"])
+kserve_compat.add_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
 kserve_compat.on_startup(load_restored_repositories)
 app = InferFastPath(kserve_compat.kserve_app(), infer=infer)
 
@@ -118,6 +145,15 @@ class PredictorDataPlane(DataPlane):
         except InvalidInput:
             self.count_rejected(model_name)
             raise
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        metadata = await super().model_metadata(model_name)
+        model = self.get_model_from_registry(model_name)
+        if isinstance(model, TickPredictor):
+            metadata.update(
+                platform=model.PLATFORM, versions=[model.model_version], parameters=model.metadata_parameters()
+            )
+        return metadata
 
     def count_rejected(self, model_name: str) -> None:
         model = self._model_registry.get_model(model_name)
@@ -231,6 +267,12 @@ def log_config(per_request_logs: bool) -> dict[str, Any]:
     config = copy.deepcopy(kserve_logging.KSERVE_LOG_CONFIG)
     config["filters"] = {"client_errors": {"()": f"{__name__}.ClientErrorsWithoutTraceback"}}
     config["loggers"]["kserve"]["filters"] = ["client_errors"]
+    # tickserve's own lines (which runtime serves the model and why, signature warnings) in KServe's format.
+    config["loggers"]["tickserve"] = {
+        "handlers": config["loggers"]["kserve"]["handlers"],
+        "level": "INFO",
+        "propagate": False,
+    }
     if not per_request_logs:
         config["loggers"]["kserve.trace"]["level"] = "WARNING"
         config["loggers"]["uvicorn.access"]["level"] = "WARNING"

@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickserve.registry_sync.cli",
         "turn MLflow registry alias, stage and traffic-tag changes into GitOps pull requests",
     ),
+    "score": ("tickserve.predictors.score.cli", "batch-score a parquet/CSV feature or bar file with a model"),
+    "optimize": (
+        "tickserve.predictors.optimize.cli",
+        "export PyTorch to ONNX, optimise, quantise; parity-gate, benchmark and register the variants",
+    ),
     "rollout": ("tickserve.monitoring.rollback.cli", "canary rollouts: `rollout status` prints each model's phase"),
     "demo": ("tickserve.demo.cli", "the whole data path on one machine: train, register, serve, stream, watch"),
 }

@@ -141,3 +141,25 @@ def test_wrong_width_to_a_torchscript_model_without_signature_is_a_400(start_pre
     labels = {"model_name": "slow", "model_version": "1", "track": "stable"}
     assert metric_sum(samples, "tickserve_predictor_requests_total", outcome="client_error", **labels) == 2
     assert metric_sum(samples, "tickserve_predictor_requests_total", outcome="server_error", **labels) == 0
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(lightgbm_server) -> None:
+    """100 MB of JSON is refused from its Content-Length, and a chunked body (no length) once it passes the limit;
+    both count as client errors and the server serves on."""
+    url = f"{lightgbm_server.url}/v2/models/{lightgbm_server.model_name}/infer"
+    limit = httpx.get(f"{lightgbm_server.url}/v2/models/signal").json()["parameters"]["max_request_bytes"]
+    assert limit < 100_000_000
+    before = lightgbm_server.metric("tickserve_predictor_requests_total", outcome="client_error")
+    sized = httpx.post(url, content=b" " * 100_000_000, headers={"content-type": "application/json"}, timeout=60)
+    assert sized.status_code == 413
+    assert f"request body of 100000000 bytes exceeds the limit of {limit} bytes" in sized.json()["error"]
+
+    def chunks():
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=60)
+    assert streamed.status_code == 413
+    assert f"exceeds the limit of {limit} bytes" in streamed.json()["error"]
+    assert lightgbm_server.metric("tickserve_predictor_requests_total", outcome="client_error") == before + 2
+    assert_still_serving(lightgbm_server)

@@ -212,7 +212,7 @@ async def test_a_batch_of_one_under_load_does_not_stop_the_batcher_waiting_for_c
 
 def test_only_torch_shape_complaints_count_as_bad_input() -> None:
     torch = pytest.importorskip("torch")
-    from tickserve.predictors.runtimes.torchscript import shape_complaint
+    from tickserve.predictors.runtimes.torch_module import shape_complaint
 
     scripted = "The following operation failed in the TorchScript interpreter.\n  x.shape[0] <--- HERE\nRuntimeError: "
     assert shape_complaint(RuntimeError(scripted + "mm: mat1 and mat2 shapes cannot be multiplied (1x5 and 6x2)")) == (

@@ -56,8 +56,15 @@ def main() -> None:
         json.dump({"status": error.status(), "message": error.message()}, sys.stdout)
         return
     response = result.get_response()
-    outputs = {output.name: result.as_numpy(output.name).tolist() for output in response.outputs}
+    outputs = {output.name: as_json(result.as_numpy(output.name)) for output in response.outputs}
     json.dump({"id": response.id, "model_version": response.model_version, "outputs": outputs}, sys.stdout)
+
+
+def as_json(array: np.ndarray) -> list:
+    """Numbers as nested lists; BYTES (text) as a flat list of str."""
+    if array.dtype == object:
+        return [value.decode() if isinstance(value, bytes) else value for value in array.ravel().tolist()]
+    return array.tolist()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ v2 REST responses (predictor and transformer alike).
 REST binary extension: the JSON header (Inference-Header-Content-Length bytes) is followed by each binary
 input's bytes; they are kept as bytes and viewed by numpy later, never converted to Python lists.
 gRPC: the ModelInferRequest protobuf is parsed here so that a malformed message is INVALID_ARGUMENT.
+A REST body over the server's limit is refused (413) before it is read (`read_body`), not read and parsed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
+from fastapi import Request
 from fastapi.responses import Response
 from google.protobuf.message import DecodeError
 from kserve.errors import InvalidInput
@@ -20,6 +22,25 @@ from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, 
 from pydantic import BaseModel, ValidationError
 
 INFERENCE_HEADER = "inference-header-content-length"
+
+
+class RequestTooLarge(Exception):
+    """A request body over the limit: HTTP 413, answered without reading the rest of the body."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` bytes: from Content-Length before any byte is
+    read, else (chunked transfer, or a Content-Length that lies) while it streams in."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _Tensor(BaseModel):
