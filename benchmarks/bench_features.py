@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import report
+
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
 from tickserve.transformers.features.reference import DirectFeatures
 

@@ -78,6 +78,7 @@ def summary(system: str, bars: int, seconds: float, ages: list[float]) -> dict:
 
 async def seed_style(redis_url: str, stream) -> dict:
     import redis.asyncio as redis
+
     from tickserve.transformers.features.engine import FeatureConfig
     from tickserve.transformers.features.reference import DirectFeatures
     from tickserve.transformers.store.features import features_key
@@ -112,12 +113,11 @@ def write_csv(path: Path, stream, steps: range) -> None:
 
 
 def pipeline(redis_url: str, wait_for_writer: bool):
+    from tickserve.settings import RedisSettings
     from tickserve.transformers.features.engine import FeatureEngine
     from tickserve.transformers.ingest.pipeline import Ingest
     from tickserve.transformers.store.features import FeatureWriter
     from tickserve.transformers.store.redis import connect
-
-    from tickserve.settings import RedisSettings
 
     client = connect(RedisSettings(redis_url=redis_url, redis_timeout_seconds=5.0))
     writer = Freshness(FeatureWriter(client, 86400.0))
@@ -142,9 +142,8 @@ async def replay(redis_url: str, stream, workdir: Path) -> dict:
 
 async def websocket(redis_url: str, stream_seed: int, workdir: Path, steps_per_s: float, system: str) -> dict:
     """Ingest from a feed process; bars/s from the first to the last measured write, freshness of those."""
-    from tickserve.transformers.ingest.sources import websocket_source
-
     from tickserve.processes import free_port
+    from tickserve.transformers.ingest.sources import websocket_source
 
     port = free_port()
     (workdir / "go").unlink(missing_ok=True)

@@ -53,11 +53,10 @@ SHED_SYMBOLS = 100_000  # fresh symbols for the shedding runs: every request a c
 
 
 async def _seed_features(redis_url: str, symbols: list[str]) -> None:
+    from tickserve.settings import RedisSettings
     from tickserve.transformers.features.engine import FeatureConfig
     from tickserve.transformers.store.features import FeatureWriter, HotFeatures
     from tickserve.transformers.store.redis import connect
-
-    from tickserve.settings import RedisSettings
 
     config = FeatureConfig()
     client = connect(RedisSettings(redis_url=redis_url, redis_timeout_seconds=2.0))
@@ -246,9 +245,8 @@ def _drain(url: str, body: bytes, seconds: float = 60.0) -> None:
 
 
 def run(out_dir: Path) -> list[dict]:
-    from tickserve.transformers.features.engine import FeatureConfig
-
     from tickserve import launch, zoo
+    from tickserve.transformers.features.engine import FeatureConfig
 
     load_average = os.getloadavg()[0]  # two shared cores: a busy machine explains slow figures
     workdir = Path(tempfile.mkdtemp(prefix="bench-transformer-"))

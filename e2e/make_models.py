@@ -9,9 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tickserve.transformers.features.engine import feature_names
-
 from tickserve import zoo
+from tickserve.transformers.features.engine import feature_names
 
 VERSIONS = {"3": 3, "4": 4}  # version -> training seed
 

@@ -18,11 +18,11 @@ import sys
 
 from prometheus_client import REGISTRY, start_http_server
 from pydantic import Field
+
 from tickserve.monitoring.judge import JudgeConfig
 from tickserve.monitoring.quality import QualityMetrics, QualityMonitor, run_monitor
-from tickserve.transformers.store.redis import connect
-
 from tickserve.settings import RedisSettings, parse_settings
+from tickserve.transformers.store.redis import connect
 
 
 class MonitorSettings(RedisSettings):

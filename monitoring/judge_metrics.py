@@ -18,6 +18,7 @@ Exported per model, model_version (the canary's), stable_version and horizon:
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge
+
 from tickserve.monitoring.judge import VERDICTS, Evidence, JudgeConfig, SequentialJudge
 from tickserve.transformers.store.predictions import Prediction
 

@@ -34,6 +34,7 @@ import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import ResponseError
 from tenacity import RetryCallState
+
 from tickserve.monitoring.judge import JudgeConfig
 from tickserve.monitoring.judge_metrics import JudgeMetrics
 from tickserve.transformers.store.features import prices_key

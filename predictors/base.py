@@ -22,6 +22,7 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
+
 from tickserve.predictors.batching import Arrays, MicroBatcher, Overloaded
 from tickserve.predictors.codec import decode_request, encode_response
 from tickserve.predictors.metrics import ModelMetrics, Outcome

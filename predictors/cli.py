@@ -15,9 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tickserve.predictors.settings import PredictorSettings
-
 from tickserve import kserve_compat
+from tickserve.predictors.settings import PredictorSettings
 from tickserve.settings import parse_settings
 
 
@@ -60,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(variable, str(threads))  # before any framework is imported
 
     from kserve import logging as kserve_logging
+
     from tickserve.predictors.model_dir import ModelDirError
     from tickserve.predictors.repository import PredictorRepository
     from tickserve.predictors.server import PredictorServer, write_log_config

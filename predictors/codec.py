@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
 from tickserve.predictors.batching import Arrays
 from tickserve.predictors.datatypes import V2_TO_NUMPY, v2_datatype
 from tickserve.predictors.signature import Signature, TensorSpec
-
 from tickserve.v2.names import PACKED_FEATURES
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from kserve.errors import ModelNotFound
 from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
 from tickserve.predictors.base import NotNative, TickPredictor
 from tickserve.predictors.model_dir import Framework, ModelArtifact, locate
 from tickserve.predictors.settings import PredictorSettings

@@ -41,14 +41,14 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import to_headers
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
+
+from tickserve import kserve_compat
 from tickserve.predictors.base import TickPredictor
 from tickserve.predictors.repository import (
     PredictorRepository,
     PredictorRepositoryExtension,
     load_restored_repositories,
 )
-
-from tickserve import kserve_compat
 from tickserve.v2.fast_path import InferFastPath
 from tickserve.v2.wire import (
     RequestTooLarge,

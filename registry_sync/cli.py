@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tickserve import kube
 from tickserve.monitoring.rollback.alerts import RollbackRequest
 from tickserve.monitoring.rollback.service import rollback_executor, start_receiver
 from tickserve.registry_sync.controller import Controller, Reconciler
@@ -27,8 +28,6 @@ from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.registry import Registry, bounded_http_retries
 from tickserve.registry_sync.settings import RegistrySyncSettings, SettingsError, load_settings
 from tickserve.registry_sync.webhooks import DeliveryVerifier, WebhookServer
-
-from tickserve import kube
 
 log = logging.getLogger("tickserve.registry_sync")
 PROG = "tickserve registry-sync"

@@ -19,8 +19,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from ruamel.yaml import YAML, YAMLError
-from tickserve.monitoring.rollback.settings import RollbackSettings
 
+from tickserve.monitoring.rollback.settings import RollbackSettings
 from tickserve.settings import read_secret
 
 ENV_PREFIX = "TICKSERVE_REGISTRY_SYNC_"

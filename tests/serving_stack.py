@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from tickserve.transformers.features.engine import FeatureConfig
-from tickserve.transformers.store.features import FeatureWriter, HotFeatures
-from tickserve.transformers.store.redis import connect
 
 from tickserve import launch, zoo
 from tickserve.launch import Server
 from tickserve.settings import RedisSettings, Track
+from tickserve.transformers.features.engine import FeatureConfig
+from tickserve.transformers.store.features import FeatureWriter, HotFeatures
+from tickserve.transformers.store.redis import connect
 
 CONFIG = FeatureConfig()
 NAMES = CONFIG.names

@@ -8,10 +8,10 @@ import time
 import pytest
 import redis
 from serving_stack import ask, columns, predictor, redis_db, save_signal_model, transformer
-from tickserve.transformers.store.predictions import STREAM_KEY
 
 from tickserve import launch
 from tickserve.launch import metric_sum
+from tickserve.transformers.store.predictions import STREAM_KEY
 
 pytestmark = pytest.mark.integration
 

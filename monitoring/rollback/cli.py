@@ -11,12 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from tickserve import kube
 from tickserve.monitoring.rollback.status import HEADER, model_status, render
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.git import GitError
 from tickserve.registry_sync.settings import SettingsError, load_settings
-
-from tickserve import kube
 
 PROG = "tickserve rollout"
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import kubernetes
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
 from tickserve.monitoring.rollback.alerts import RollbackRequest
 from tickserve.monitoring.rollback.cluster import (
     GROUP,

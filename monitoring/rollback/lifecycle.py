@@ -20,6 +20,7 @@ from typing import Any
 
 import kubernetes
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+
 from tickserve.monitoring.rollback.cluster import GROUP, PLURAL, VERSION, deployment_mode
 from tickserve.registry_sync.planner import ROLLBACK_TAG
 from tickserve.registry_sync.registry import ModelState

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import queue
 
+from tickserve import kube
 from tickserve.monitoring.rollback.executor import RollbackExecutor
 from tickserve.monitoring.rollback.receiver import RollbackReceiver
 from tickserve.monitoring.rollback.status import open_pull_request
 from tickserve.registry_sync.controller import Controller
 from tickserve.registry_sync.settings import RegistrySyncSettings
-
-from tickserve import kube
 
 log = logging.getLogger("tickserve.rollback")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 import kubernetes
+
 from tickserve.monitoring.rollback.cluster import GROUP, PLURAL, VERSION
 from tickserve.monitoring.rollback.lifecycle import Deployed, Verdict, observe
 from tickserve.registry_sync.controller import Reconciler

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from tickserve.predictors.optimize.variants import Variant
 
 BATCHES = (1, 32)

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+from tqdm import tqdm
+
 from tickserve.predictors.optimize import build
 from tickserve.predictors.optimize.bench import BenchError, run_isolated
 from tickserve.predictors.optimize.parity import Parity, Thresholds, measure, refusals
@@ -35,8 +37,6 @@ from tickserve.predictors.optimize.sample import MissingExample, SampleError, lo
 from tickserve.predictors.optimize.source import Source, UnsupportedModel, inspect
 from tickserve.predictors.optimize.variants import ORIGINAL, Variant, open_runner
 from tickserve.predictors.score.model_ref import ModelRef, ModelRefError, resolve
-from tqdm import tqdm
-
 from tickserve.settings import TickserveSettings, parse_settings, usage_error
 
 PROG = "tickserve optimize"

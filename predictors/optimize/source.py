@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
 from tickserve.predictors.model_dir import Framework, ModelDirError, locate
 from tickserve.predictors.signature import Signature
 

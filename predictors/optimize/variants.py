@@ -42,6 +42,7 @@ def import_runtime(variant: Variant) -> None:
 def open_runner(variant: Variant, input_name: str, threads: int) -> Runner:
     if variant.runtime == "torch":
         import torch
+
         from tickserve.predictors.optimize.source import load_torch
         from tickserve.predictors.runtimes.torchscript import limit_threads
 
@@ -56,6 +57,7 @@ def open_runner(variant: Variant, input_name: str, threads: int) -> Runner:
 
         return run_torch
     import onnxruntime as ort
+
     from tickserve.predictors.runtimes.onnx import session_options
 
     providers = [variant.provider] + (["CPUExecutionProvider"] if variant.provider != "CPUExecutionProvider" else [])

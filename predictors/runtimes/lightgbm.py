@@ -19,12 +19,12 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+
 from tickserve.predictors.base import NotNative, TickPredictor
 from tickserve.predictors.batching import Arrays
 from tickserve.predictors.datatypes import V2_TO_NUMPY
 from tickserve.predictors.model_dir import LIGHTGBM_BOOSTER
 from tickserve.predictors.signature import Signature, TensorSpec, tabular_signature
-
 from tickserve.v2.names import PACKED_FEATURES, PROBABILITIES_OUTPUT
 
 logger = logging.getLogger(__name__)

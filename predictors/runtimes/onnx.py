@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
 from tickserve.predictors.base import TickPredictor
 from tickserve.predictors.batching import Arrays
 from tickserve.predictors.datatypes import V2_TO_NUMPY
 from tickserve.predictors.signature import Signature, TensorSpec
-
 from tickserve.v2.names import PACKED_FEATURES
 
 logger = logging.getLogger(__name__)

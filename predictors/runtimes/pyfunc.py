@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from tickserve.predictors.base import TickPredictor
 from tickserve.predictors.batching import Arrays
 from tickserve.predictors.datatypes import V2_TO_NUMPY
 from tickserve.predictors.signature import UNNAMED_INPUT, Signature, TensorSpec
-
 from tickserve.v2.names import PACKED_FEATURES
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.export.passes import move_to_device_pass
+
 from tickserve.predictors.datatypes import V2_TO_NUMPY
 from tickserve.predictors.runtimes.torch_module import TorchModulePredictor, limit_threads, select_device
 from tickserve.predictors.signature import Signature, TensorSpec
-from torch.export.passes import move_to_device_pass
 
 TORCH_TO_V2 = {
     torch.float32: "FP32",

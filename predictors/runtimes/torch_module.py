@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
 from tickserve.predictors.base import TickPredictor
 from tickserve.predictors.batching import Arrays
 from tickserve.predictors.datatypes import V2_TO_NUMPY
 from tickserve.predictors.signature import TensorSpec
-
 from tickserve.v2.names import PACKED_FEATURES
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from tickserve.predictors.runtimes.torch_module import TorchModulePredictor, limit_threads, select_device
 from tickserve.predictors.signature import Signature, TensorSpec
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from tickserve.predictors.model_dir import ModelDirError
 from tickserve.predictors.score.columns import ColumnMismatch, layout
 from tickserve.predictors.score.model_ref import ModelRefError, resolve
 from tickserve.predictors.score.reader import BadRow, ChunkReader, InputFileError, file_columns, row_count
 from tickserve.predictors.score.scorer import ModelCallError, load_predictor, score
 from tickserve.predictors.score.writer import AtomicTableWriter
-
 from tickserve.settings import TickserveSettings, parse_settings, usage_error
 
 PROG = "tickserve score"

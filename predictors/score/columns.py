@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from tickserve.predictors.datatypes import V2_TO_NUMPY
 from tickserve.predictors.signature import Signature
-
 from tickserve.v2.names import PACKED_FEATURES
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from tqdm import tqdm
+
 from tickserve.predictors.base import TickPredictor
 from tickserve.predictors.model_dir import locate
 from tickserve.predictors.repository import predictor_class
@@ -23,7 +25,6 @@ from tickserve.predictors.score.columns import InputLayout
 from tickserve.predictors.score.reader import Chunk
 from tickserve.predictors.score.writer import AtomicTableWriter
 from tickserve.predictors.settings import PredictorSettings
-from tqdm import tqdm
 
 META_COLUMNS = ("model_name", "model_version", "scored_at")
 

@@ -14,6 +14,7 @@ from types import TracebackType
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
 from tickserve.predictors.score.reader import file_format
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from tickserve.registry_sync.forges.base import ForgeUnavailable, Marker, PullRequest, ours
 
 

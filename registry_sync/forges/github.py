@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from github import Auth, Github, GithubException
+
 from tickserve.registry_sync.forges.base import ForgeUnavailable, Marker, PullRequest, ours
 
 T = TypeVar("T")

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
 from tickserve.registry_sync.forges.base import ForgeUnavailable, Marker, PullRequest, ours
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-from tickserve.transformers.features.engine import feature_names
 
 from tickserve.processes import ServerProcess, free_port
+from tickserve.transformers.features.engine import feature_names
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tickserve"

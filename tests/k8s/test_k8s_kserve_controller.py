@@ -18,6 +18,7 @@ import pytest
 from kserve_controller import KServeController, mark_deployments_ready, wait_for
 from kube import CommandFailed
 from ruamel.yaml import YAML
+
 from tickserve.monitoring.rollback.cluster import RollbackError, delete_orphaned_hpas, roll_back_canary
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from kube import ControlPlane, InstalledCrds, can_i, server_side_apply
 from ruamel.yaml import YAML
+
 from tickserve.registry_sync.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ import pytest
 from forge_servers import Gitea, MlflowServer
 from gitops_support import VALUES_FILE, GitOps, Models, git, seed_gitops
 from kube import ControlPlane, InstalledCrds, read_back, server_side_apply
+
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.settings import RegistrySyncSettings

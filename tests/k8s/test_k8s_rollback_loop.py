@@ -31,6 +31,7 @@ from kserve_controller import KServeController, mark_deployments_ready, wait_for
 from kube import run, server_side_apply
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
+
 from tickserve.monitoring.rollback.cli import main as rollout_cli
 from tickserve.monitoring.rollback.executor import RollbackExecutor, RollbackMetrics
 from tickserve.monitoring.rollback.lifecycle import PHASE_ANNOTATION, ROLLBACK_TAG

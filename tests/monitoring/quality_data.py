@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import redis
+
 from tickserve.transformers.store.features import prices_key
 from tickserve.transformers.store.predictions import STREAM_KEY, Prediction
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+
 from tickserve.monitoring.judge import (
     VERDICTS,
     JudgeConfig,

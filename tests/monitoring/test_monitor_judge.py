@@ -11,11 +11,11 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 from quality_data import HORIZON, T0, publish_outcomes
+
+from tickserve import launch
 from tickserve.monitoring.judge import JudgeConfig
 from tickserve.monitoring.quality import QualityMetrics
 from tickserve.transformers.store.predictions import Prediction
-
-from tickserve import launch
 
 MIN_SCORED = 50
 ACCURACY = {"stable": 0.8, "canary": 0.3}

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
-from tickserve.monitoring.quality import QualityMetrics, QualityMonitor
-from tickserve.transformers.store.features import FeatureWriter, HotFeatures
-from tickserve.transformers.store.predictions import Prediction, PredictionSink
-from tickserve.transformers.store.redis import connect
 
 from tickserve import launch
 from tickserve.launch import metric_sum
+from tickserve.monitoring.quality import QualityMetrics, QualityMonitor
 from tickserve.processes import free_port
 from tickserve.settings import RedisSettings
+from tickserve.transformers.store.features import FeatureWriter, HotFeatures
+from tickserve.transformers.store.predictions import Prediction, PredictionSink
+from tickserve.transformers.store.redis import connect
 
 T0, STEP, HORIZON = 1_700_000_000.0, 60.0, 600.0
 SYMBOLS = ["S1", "S2"]

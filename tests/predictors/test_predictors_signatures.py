@@ -8,6 +8,7 @@ import pytest
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import Schema
 from mlflow.types import TensorSpec as MlflowTensor
+
 from tickserve.predictors.signature import Signature, TensorSpec, from_mlflow, reconcile
 
 X = np.zeros((3, 4), dtype=np.float64)

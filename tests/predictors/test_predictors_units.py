@@ -11,13 +11,13 @@ import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from predictor_models import FEATURES, save_lightgbm_mlflow, save_plain_torchscript, train_booster, window_module
+
 from tickserve.predictors.batching import MicroBatcher
 from tickserve.predictors.codec import decode_request
 from tickserve.predictors.model_dir import Framework, ModelDirError, locate
 from tickserve.predictors.runtimes.onnx import select_providers
 from tickserve.predictors.settings import PredictorSettings
 from tickserve.predictors.signature import Signature, TensorSpec, tabular_signature
-
 from tickserve.settings import parse_settings
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"

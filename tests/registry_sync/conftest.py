@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from forge_servers import Gitea, MlflowServer, tools_cache
 from gitops_support import VALUES_FILE, GitOps, Models, seed_gitops
-from tickserve.registry_sync.settings import RegistrySyncSettings
 from tiers import require
+
+from tickserve.registry_sync.settings import RegistrySyncSettings
 
 
 @pytest.fixture(scope="session")

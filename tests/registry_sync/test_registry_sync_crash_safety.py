@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from gitops_support import VALUES_FILE, GitOps, Models, git
 from ruamel.yaml import YAML
+
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.controller import CRASH_ENV, STEPS, Reconciler
 from tickserve.registry_sync.metrics import Metrics

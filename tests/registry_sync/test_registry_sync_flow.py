@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from gitops_support import VALUES_FILE, GitOps, Models, git
+
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.controller import Controller
 from tickserve.registry_sync.forges.base import Marker

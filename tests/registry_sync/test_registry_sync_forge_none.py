@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from gitops_support import VALUES_FILE, Models, git, seed_gitops
+
+from tickserve.processes import free_port
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.values import read_deployment
-
-from tickserve.processes import free_port
 
 pytestmark = pytest.mark.integration
 

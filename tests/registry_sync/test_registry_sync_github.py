@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from github_fake import FakeGitHub
+
 from tickserve.registry_sync.forges.base import ForgeUnavailable, Marker
 from tickserve.registry_sync.forges.github import GitHubForge
 

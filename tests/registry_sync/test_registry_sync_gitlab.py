@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
+
 from tickserve.registry_sync.forges.base import Marker
 from tickserve.registry_sync.forges.gitlab import GitLabForge
 

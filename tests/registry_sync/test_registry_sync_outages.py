@@ -10,6 +10,7 @@ import pytest
 from forge_servers import mlflow_server_process, start_mlflow
 from gitops_support import GitOps, Models
 from tcp_relay import TcpRelay
+
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.metrics import Metrics
 

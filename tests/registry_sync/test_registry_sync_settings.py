@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tickserve.registry_sync.cli import main
 from tickserve.registry_sync.settings import SettingsError, load_settings
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+
 from tickserve.registry_sync.values import (
     Canary,
     Deployment,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from tickserve.registry_sync.webhooks import DeliveryVerifier, WebhookServer, sign
 
 SECRET = "webhook-secret"

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from gitops_support import GitOps, Models
-from tickserve.registry_sync.cli import build, run_forever
-from tickserve.registry_sync.controller import Controller
 
 from tickserve.processes import free_port, port_open
+from tickserve.registry_sync.cli import build, run_forever
+from tickserve.registry_sync.controller import Controller
 
 pytestmark = pytest.mark.integration
 

@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
+
 from tickserve.transformers.features import kernel
 
 DEFAULT_WINDOWS: tuple[int, ...] = (60, 120, 240)

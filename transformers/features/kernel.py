@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 from numba import njit
+
 from tickserve.transformers.features.double_double import dd_add_dd, dd_population_variance, two_square, two_sum
 
 _V, _V_NONZERO, _P, _P2_HI, _P2_LO, _R, _R2_HI, _R2_LO, _R_NONZERO, _GAIN, _LOSS = range(11)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
 from tickserve.transformers.features.engine import EPSILON, FeatureConfig
 
 

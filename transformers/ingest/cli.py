@@ -20,6 +20,8 @@ from typing import Literal
 
 from prometheus_client import start_http_server
 from pydantic import Field, model_validator
+
+from tickserve.settings import RedisSettings, parse_settings
 from tickserve.transformers.features.bars import BarInputError
 from tickserve.transformers.features.engine import DEFAULT_WINDOWS, FeatureConfig, FeatureEngine
 from tickserve.transformers.ingest.pipeline import Ingest
@@ -27,8 +29,6 @@ from tickserve.transformers.ingest.sources import replay_source, synthetic_sourc
 from tickserve.transformers.ingest.synthetic import SyntheticMarket
 from tickserve.transformers.store.features import FeatureWriter
 from tickserve.transformers.store.redis import connect
-
-from tickserve.settings import RedisSettings, parse_settings
 
 log = logging.getLogger("tickserve.ingest")
 

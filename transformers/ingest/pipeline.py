@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import RetryCallState
+
 from tickserve.transformers.features.bars import Bar, Quote, distinct_symbol_runs
 from tickserve.transformers.features.engine import FeatureEngine
 from tickserve.transformers.store.features import FeatureWriter, HotFeatures

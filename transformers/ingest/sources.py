@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 import websockets
 from prometheus_client import Counter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
 from tickserve.transformers.features.bars import Bar, Quote, parse_timestamp, read_bars
 from tickserve.transformers.ingest.synthetic import SyntheticMarket
 

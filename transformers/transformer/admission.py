@@ -15,6 +15,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from prometheus_client import Gauge
+
 from tickserve.transformers.transformer.errors import Overloaded
 
 HELD = Gauge("tickserve_transformer_requests_held", "Requests admitted and not yet answered (running or queued)")

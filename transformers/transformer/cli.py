@@ -16,15 +16,15 @@ from functools import partial
 
 from kserve import ModelServer
 from kserve.predictor_config import PredictorConfig
+
+from tickserve import kserve_compat
+from tickserve.settings import parse_settings, usage_error
 from tickserve.transformers.store.redis import connect
 from tickserve.transformers.transformer.errors import add_rest_handlers
 from tickserve.transformers.transformer.model import FeatureTransformer
 from tickserve.transformers.transformer.predictor_client import predictor_client
 from tickserve.transformers.transformer.rest import serve_transformer
 from tickserve.transformers.transformer.settings import TransformerSettings
-
-from tickserve import kserve_compat
-from tickserve.settings import parse_settings, usage_error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, to_http_parameters
 from prometheus_client import Counter, Histogram
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
 from tickserve.transformers.store.features import (
     FEATURE_FIELDS,
     SchemaCatalog,

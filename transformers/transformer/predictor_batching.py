@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import numpy as np
+
 from tickserve.transformers.transformer.predictor_client import PredictorOutput
 
 

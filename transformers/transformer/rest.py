@@ -12,9 +12,9 @@ from functools import partial
 
 from fastapi import Request, Response
 from kserve.errors import ModelNotFound
-from tickserve.transformers.transformer.model import FeatureTransformer
 
 from tickserve import kserve_compat
+from tickserve.transformers.transformer.model import FeatureTransformer
 from tickserve.v2.fast_path import InferFastPath
 from tickserve.v2.wire import decode_rest_body, rest_response
 

@@ -6,6 +6,7 @@ import threading
 
 import httpx
 import pytest
+
 from tickserve.monitoring.rollback.alerts import PayloadError, RollbackRequest, rollback_requests
 from tickserve.monitoring.rollback.receiver import RollbackReceiver
 

@@ -10,6 +10,7 @@ absolute tolerances, computed from the window's own data, so they stay far below
 from __future__ import annotations
 
 import numpy as np
+
 from tickserve.transformers.features.engine import PER_WINDOW_FEATURES, FeatureConfig, FeatureEngine
 from tickserve.transformers.features.reference import direct_vector
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tickserve.transformers.features.bars import Bar, BarInputError, distinct_symbol_runs, parse_timestamp, read_bars
 
 

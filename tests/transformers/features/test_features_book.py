@@ -7,6 +7,7 @@ import math
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine, order_book_imbalance
 
 sizes = st.lists(st.floats(0.0, 1e9, allow_subnormal=False), max_size=12)

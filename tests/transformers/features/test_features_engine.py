@@ -8,6 +8,7 @@ from features_oracle import PATHS, assert_matches_direct, feed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine, feature_names
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from features_oracle import PATHS, assert_matches_direct, direct_values, feed
+
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
 
 SYMBOLS = 50

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
 
 HEADER = ["symbol", "ts", "open", "high", "low", "close", "volume"]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.exceptions import ResponseError
+
 from tickserve.transformers.features.bars import Bar, Quote
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
 from tickserve.transformers.ingest.pipeline import Ingest

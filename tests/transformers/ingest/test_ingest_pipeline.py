@@ -16,14 +16,14 @@ import pytest
 import redis
 import websockets
 from serving_stack import redis_db
-from tickserve.transformers.features.bars import read_bars
-from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
-from tickserve.transformers.ingest.synthetic import SyntheticMarket
-from tickserve.transformers.store.features import FEATURE_FIELDS, decode_features, features_key, prices_key
 
 from tickserve import launch
 from tickserve.launch import Server, metric_sum, tickserve_command
 from tickserve.processes import free_port
+from tickserve.transformers.features.bars import read_bars
+from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
+from tickserve.transformers.ingest.synthetic import SyntheticMarket
+from tickserve.transformers.store.features import FEATURE_FIELDS, decode_features, features_key, prices_key
 
 pytestmark = pytest.mark.integration
 SYMBOLS = ["AAA", "BBB", "CCC"]

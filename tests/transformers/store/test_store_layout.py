@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import redis
 from serving_stack import redis_db
+
+from tickserve.settings import RedisSettings
 from tickserve.transformers.store.features import (
     FEATURE_FIELDS,
     FeatureWriter,
@@ -20,8 +22,6 @@ from tickserve.transformers.store.features import (
 )
 from tickserve.transformers.store.predictions import STREAM_KEY, Prediction, PredictionSink, cache_key
 from tickserve.transformers.store.redis import connect
-
-from tickserve.settings import RedisSettings
 
 NAMES = ["a", "b", "c"]
 

@@ -7,6 +7,7 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from tickserve.transformers.transformer.predictor_batching import CoalescingCaller
 from tickserve.transformers.transformer.predictor_client import PredictorOutput
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import redis
 from serving_stack import NAMES, ask, columns, predictor, redis_db, save_signal_model, transformer, write_features
+
 from tickserve.transformers.store.predictions import cache_key
 
 pytestmark = pytest.mark.integration

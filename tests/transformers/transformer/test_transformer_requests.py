@@ -7,6 +7,7 @@ import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from pydantic import ValidationError
+
 from tickserve.transformers.transformer.model import requested_horizon, requested_symbols
 from tickserve.transformers.transformer.settings import TransformerSettings, horizon_seconds
 

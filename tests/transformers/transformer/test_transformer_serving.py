@@ -18,6 +18,7 @@ from serving_stack import (
     transformer,
     write_features,
 )
+
 from tickserve.transformers.store.predictions import STREAM_KEY
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import redis
 from serving_stack import NAMES, ask, columns, predictor, redis_db, save_signal_model, transformer, write_features
+
 from tickserve.transformers.store.predictions import STREAM_KEY
 
 pytestmark = pytest.mark.integration
