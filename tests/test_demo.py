@@ -39,3 +39,12 @@ def test_demo_trains_registers_serves_and_scores(tmp_path: Path, redis_url: str)
         production = client.get_model_version_by_alias(name, "production")
         assert (workdir / "models" / name / "MLmodel").exists()
         assert production.current_stage == "Production"
+
+
+def test_demo_promotion_shows_a_challenger_become_canary_then_stable(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tickserve", "demo", "--promotion", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trafficPercent: 10" in done.stdout and "in_sync" in done.stdout

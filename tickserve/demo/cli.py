@@ -49,7 +49,7 @@ def default_workdir() -> Path:
 class DemoSettings(BaseSettings):
     """The demo's own knobs (TICKSERVE_DEMO_* or flags); the servers it starts keep their defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="TICKSERVE_DEMO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TICKSERVE_DEMO_", extra="ignore", cli_implicit_flags=True)
 
     duration: float | None = Field(
         None, gt=0, description="run this many seconds, then stop and exit (default: until Ctrl-C)"
@@ -62,6 +62,11 @@ class DemoSettings(BaseSettings):
     workdir: Path = Field(default_factory=default_workdir, description="MLflow store, model copies and server logs")
     redis_url: str | None = Field(None, description="use this Redis instead of a local one")
     seed: int = Field(7, description="seed of the synthetic market (the live feed uses seed + 1)")
+    promotion: bool = Field(
+        False,
+        description="instead of serving: a registry promotion end to end (embedded MLflow, local GitOps repository, "
+        "registry-sync with forge none), then exit",
+    )
 
 
 def symbols(count: int) -> list[str]:
@@ -307,6 +312,10 @@ async def drive(
 
 def main(argv: list[str] | None = None) -> int:
     settings, _ = parse_settings(DemoSettings, "tickserve demo", argv, description=__doc__.split("\n")[0])
+    if settings.promotion:
+        from tickserve.registry_sync.demo import promotion_demo
+
+        return 0 if promotion_demo(settings.workdir / "promotion") else 1
     logs = settings.workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     try:
