@@ -20,7 +20,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tickserve.json_endpoint import BackgroundServer, JsonHandler
 
 log = logging.getLogger("tickserve.registry_sync.webhooks")
 
@@ -79,49 +80,24 @@ class WebhookServer:
     def __init__(self, host: str, port: int, verifier: DeliveryVerifier, on_model: Callable[[str], None]) -> None:
         self.verifier = verifier
         self.on_model = on_model
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="registry-sync-webhooks", daemon=True)
+        self.server = BackgroundServer(host, port, self._handler(), name="registry-sync-webhooks")
+        self.port = self.server.port
 
     def start(self) -> WebhookServer:
-        self.thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+    def _handler(self) -> type[JsonHandler]:
+        webhooks = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                log.debug(format, *args)
+        class Handler(JsonHandler):
+            path_served, max_body, logger = PATH, MAX_BODY, log
 
-            def _reply(self, status: int, payload: dict[str, str]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    self._reply(200, {"status": "ok"})
-                else:
-                    self._reply(404, {"error": "not found"})
-
-            def do_POST(self) -> None:
-                if self.path != PATH:
-                    self._reply(404, {"error": "not found"})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._reply(413, {"error": "body too large"})
-                    return
-                body = self.rfile.read(length)
-                refusal = server.verifier.verify(
+            def handle_body(self, body: bytes) -> None:
+                refusal = webhooks.verifier.verify(
                     self.headers.get("X-MLflow-Delivery-Id"),
                     self.headers.get("X-MLflow-Timestamp"),
                     self.headers.get("X-MLflow-Signature"),
@@ -129,19 +105,19 @@ class WebhookServer:
                 )
                 if refusal is not None:
                     log.warning("webhook refused: %s", refusal)
-                    self._reply(401, {"error": refusal})
+                    self.reply(401, {"error": refusal})
                     return
                 try:
                     delivery = json.loads(body)
                     event = (str(delivery["entity"]), str(delivery["action"]))
                     model = str(delivery["data"]["name"])
                 except (ValueError, KeyError, TypeError):
-                    self._reply(400, {"error": "not an MLflow webhook payload"})
+                    self.reply(400, {"error": "not an MLflow webhook payload"})
                     return
                 if event not in EVENTS:
-                    self._reply(202, {"ignored": ".".join(event)})
+                    self.reply(202, {"ignored": ".".join(event)})
                     return
-                server.on_model(model)
-                self._reply(200, {"reconcile": model})
+                webhooks.on_model(model)
+                self.reply(200, {"reconcile": model})
 
         return Handler

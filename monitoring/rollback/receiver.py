@@ -14,8 +14,8 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tickserve.json_endpoint import BackgroundServer, JsonHandler
 from tickserve.monitoring.rollback.alerts import PayloadError, RollbackRequest, rollback_requests
 
 log = logging.getLogger("tickserve.rollback")
@@ -33,21 +33,17 @@ class RollbackReceiver:
         self.token = token
         self.execute = execute
         self.work: queue.Queue[RollbackRequest | None] = queue.Queue()
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.port = self.httpd.server_address[1]
-        self.threads = [
-            threading.Thread(target=self.httpd.serve_forever, name="rollback-receiver", daemon=True),
-            threading.Thread(target=self._work, name="rollback-worker", daemon=True),
-        ]
+        self.server = BackgroundServer(host, port, self._handler(), name="rollback-receiver")
+        self.port = self.server.port
+        self.worker = threading.Thread(target=self._work, name="rollback-worker", daemon=True)
 
     def start(self) -> RollbackReceiver:
-        for thread in self.threads:
-            thread.start()
+        self.server.start()
+        self.worker.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
         self.work.put(None)
 
     def drain(self, timeout: float) -> bool:
@@ -69,47 +65,24 @@ class RollbackReceiver:
             finally:
                 self.work.task_done()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[JsonHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                log.debug(format, *args)
+        class Handler(JsonHandler):
+            path_served, max_body, logger = PATH, MAX_BODY, log
 
-            def _reply(self, status: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    self._reply(200, {"status": "ok"})
-                else:
-                    self._reply(404, {"error": "not found"})
-
-            def do_POST(self) -> None:
-                if self.path != PATH:
-                    self._reply(404, {"error": f"not found; Alertmanager posts to {PATH}"})
-                    return
+            def handle_body(self, body: bytes) -> None:
                 if not receiver.authorized(self.headers.get("Authorization")):
                     log.warning("rollback delivery refused: missing or wrong bearer token")
-                    self._reply(401, {"error": "missing or wrong bearer token"})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._reply(413, {"error": f"body of {length} bytes exceeds {MAX_BODY}"})
+                    self.reply(401, {"error": "missing or wrong bearer token"})
                     return
                 try:
-                    requests = rollback_requests(json.loads(self.rfile.read(length) or b"null"))
+                    requests = rollback_requests(json.loads(body or b"null"))
                 except (ValueError, PayloadError) as error:
-                    self._reply(400, {"error": f"not an Alertmanager v4 webhook payload: {error}"})
+                    self.reply(400, {"error": f"not an Alertmanager v4 webhook payload: {error}"})
                     return
                 for request in requests:
                     receiver.work.put(request)
-                queued = [f"{r.namespace}/{r.model} v{r.version}" for r in requests]
-                self._reply(202, {"queued": queued})
+                self.reply(202, {"queued": [f"{r.namespace}/{r.model} v{r.version}" for r in requests]})
 
         return Handler

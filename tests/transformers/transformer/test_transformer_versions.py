@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import pytest
 import redis
-from pool_relay import PoolRelay
 from serving_stack import NAMES, infer_body, predictor, redis_db, write_features
+from tcp_relay import TcpRelay
 
 from tickserve import launch, zoo
 from tickserve.launch import Server
@@ -38,7 +38,7 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
         yield first, second, first_order, second_order
 
 
-def front_of(store_url: str, relay: PoolRelay) -> Server:
+def front_of(store_url: str, relay: TcpRelay) -> Server:
     return launch.transformer(store_url, {"signal-1h": relay.address}, {"1h": "signal-1h"}, protocol="v2")
 
 
@@ -52,7 +52,7 @@ async def test_after_the_first_answer_of_a_new_version_no_old_version_is_served(
     store_url = redis_db(redis_url, 10)
     redis.Redis.from_url(store_url).flushdb()
     rng = np.random.default_rng(10)
-    relay = PoolRelay(int(first.http.rsplit(":", 1)[1]))
+    relay = TcpRelay(int(first.http.rsplit(":", 1)[1]))
     log: list[tuple[float, float, list[str], list[bool]]] = []  # sent, received, versions, cached
     try:
         with front_of(store_url, relay) as front:
@@ -99,7 +99,7 @@ async def test_predictors_with_other_feature_orders_behind_one_address_answer_co
     redis.Redis.from_url(store_url).flushdb()
     orders = {"1": (first, first_order), "2": (second, second_order)}
     rng = np.random.default_rng(11)
-    relay = PoolRelay(int(first.http.rsplit(":", 1)[1]), int(second.http.rsplit(":", 1)[1]))
+    relay = TcpRelay(int(first.http.rsplit(":", 1)[1]), int(second.http.rsplit(":", 1)[1]))
     seen: set[str] = set()
     try:
         with front_of(store_url, relay) as front, httpx.Client(timeout=30) as direct:
