@@ -3,9 +3,11 @@
 A Standard-mode InferenceService with stable v1 and canary v2 runs under KServe's own controller (the
 `kserve_controller` plane); the GitOps repository on a real Gitea deploys the same; a real MLflow server names v2
 the `challenger`. A real Alertmanager, configured from monitoring/alertmanager.example.yml, delivers a rollback
-alert to the rollback receiver (the registry-sync process's endpoint, bearer token required). The alert is posted
-to Alertmanager's API as Prometheus would send it: the rules that raise it from real metrics are exercised by
-tests/monitoring/test_prometheus_end_to_end.py.
+alert to the rollback receiver (the registry-sync process's endpoint, bearer token required). The alert comes from
+real metrics: the quality monitor (`tickserve monitor`, a process) scores the canary's predictions as worse than
+stable's (30% against 80% right, written to Redis as the transformer and ingest write them), its judge says
+`worse`, and a real Prometheus with monitoring/rules loaded (every `for:` shortened to 2s) fires
+TickserveCanaryQualityWorse.
 
 Outcome: the canary is gone from the cluster (no HPA left behind), the revert pull request is open on Gitea,
 MLflow's v2 carries `tickserve.rollback` and no alias, the InferenceService records `RolledBack`; a forced
@@ -24,14 +26,17 @@ from pathlib import Path
 import httpx
 import kubernetes
 import pytest
-from alerting_stack import Sink, alertmanager
+import redis
+from alerting_stack import Sink, alertmanager, prometheus
 from forge_servers import Gitea, MlflowServer
 from gitops_support import VALUES_FILE, GitOps, Models, seed_gitops
 from kserve_controller import KServeController, mark_deployments_ready, wait_for
 from kube import run, server_side_apply
 from prometheus_client import CollectorRegistry
+from quality_data import publish_outcomes
 from ruamel.yaml import YAML
 
+from tickserve import launch
 from tickserve.monitoring.rollback.cli import main as rollout_cli
 from tickserve.monitoring.rollback.executor import RollbackExecutor, RollbackMetrics
 from tickserve.monitoring.rollback.lifecycle import PHASE_ANNOTATION, ROLLBACK_TAG
@@ -41,6 +46,7 @@ from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.settings import RegistrySyncSettings
 
 TOKEN = "rollback-e2e-token"
+ACCURACY = {"stable": 0.8, "canary": 0.3}
 MODEL = "ticks-1m"
 CANARY_VALUES = """
 deploymentMode: Standard
@@ -105,6 +111,7 @@ def test_a_bad_canary_is_rolled_back_once_in_the_cluster_in_git_and_in_mlflow(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    redis_url: str,
 ) -> None:
     plane = kserve_controller.control_plane
     helm = plane.tools.helm
@@ -158,11 +165,21 @@ def test_a_bad_canary_is_rolled_back_once_in_the_cluster_in_git_and_in_mlflow(
     receiver = RollbackReceiver("127.0.0.1", 0, TOKEN, executor.execute).start()
     receiver_url = type("Receiver", (), {"url": f"http://127.0.0.1:{receiver.port}"})()
     user = Sink()
+    outcomes = f"{redis_url.rsplit('/', 1)[0]}/9"  # a database of its own
+    redis.Redis.from_url(outcomes).flushdb()
+    monitor = launch.monitor(outcomes, args=["--consumer", "loop", "--poll_seconds", "0.2", "--judge_min_scored", "50"])
     (tmp_path / "am").mkdir()
+    (tmp_path / "prom").mkdir()
     try:
-        with alertmanager(tmp_path / "am", receiver_url, user, token=TOKEN) as manager:
-            fire(manager.url, kserve_namespace)
-            eventually(lambda: rollbacks() == 1, 60, "the rollback")
+        monitor.start()
+        with (
+            alertmanager(tmp_path / "am", receiver_url, user, token=TOKEN) as manager,
+            prometheus(tmp_path / "prom", {"tickserve-monitor": [monitor.http]}, manager.url,
+                       {"namespace": kserve_namespace}),
+        ):  # fmt: skip
+            versions = {"stable": "1", "canary": "2"}
+            publish_outcomes(outcomes, seed=41, accuracy=ACCURACY, bars=200, model=MODEL, versions=versions)
+            eventually(lambda: rollbacks() == 1, 120, "the rollback")
             assert receiver.drain(60)
 
             # At-least-once delivery: the same notification again, and a resolve followed by a refire.
@@ -180,6 +197,7 @@ def test_a_bad_canary_is_rolled_back_once_in_the_cluster_in_git_and_in_mlflow(
             assert receiver.drain(60)
     finally:
         receiver.stop()
+        monitor.stop()
         user.close()
 
     # Cluster: no canary, and none of its objects left behind.

@@ -18,23 +18,30 @@ VERSION = {"stable": STABLE_VERSION, "canary": CANARY_VERSION}
 
 
 def publish_outcomes(
-    url: str, seed: int, accuracy: dict[str, float], bars: int = 400, symbol: str = "S1"
+    url: str,
+    seed: int,
+    accuracy: dict[str, float],
+    bars: int = 400,
+    symbol: str = "S1",
+    *,
+    model: str = MODEL,
+    versions: dict[str, str] = VERSION,
 ) -> dict[str, list[int]]:
     """Write closes and predictions to the Redis database at `url`; [correct, scored] per track."""
     client = redis.Redis.from_url(url)
     rng = np.random.default_rng(seed)
     closes = [float(x) for x in 100 * np.exp(np.cumsum(rng.normal(0, 0.01, bars)))]
     ahead = round(HORIZON / STEP)
-    tally = {track: [0, 0] for track in VERSION}
+    tally = {track: [0, 0] for track in versions}
     predictions = []
     for bar in range(bars - ahead):
         up = closes[bar + ahead] > closes[bar]
-        for track, version in VERSION.items():
+        for track, version in versions.items():
             right = bool(rng.random() < accuracy[track])
             value = 0.4 if up == right else -0.4
             predictions.append(
                 Prediction(
-                    symbol, "10m", HORIZON, MODEL, version, track, value, (1 + value) / 2, (1 - value) / 2, 0.7,
+                    symbol, "10m", HORIZON, model, version, track, value, (1 + value) / 2, (1 - value) / 2, 0.7,
                     T0 + STEP * bar, "none", time.time(),
                 )
             )  # fmt: skip
