@@ -9,10 +9,10 @@ Peers:
 Each peer is first warmed up (untimed) until every window is full; then MEASURED_STEPS steps are timed.
 Freshness is the time from a bar's event (its `ts`, stamped by the feed when it sends the frame; for the seed
 style and the replay, when its time step is handed to the pipeline) until its features are readable in Redis
-(the write's EXEC has returned), per symbol, p50 and p99. Bars per second count the bars whose batch reached
+(the batch's write has returned), per symbol, p50 and p99. Bars per second count the bars whose batch reached
 Redis; a live feed that outruns the writer drops the oldest queued batches (by design), reported as
-`dropped_batches`. The profile of the replay case (cProfile) puts ~85% of ingest's time in redis-py packing the
-three commands per bar of `FeatureWriter.write` and reading their replies one by one.
+`dropped_batches`. Each batch is one call of the writer's Lua script (before it, a profile of the replay case put ~85% of
+ingest's time in redis-py packing three commands per bar and reading their replies one by one).
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def run(out_dir: Path) -> list[dict]:
     notes = {
         "target": f"ingest >= {TARGET_SPEEDUP:.0f}x the seed style (bars/s)",
         "met": all(row["speedup"] >= TARGET_SPEEDUP for row in rows[1:3]),
-        "freshness": "bar event time (feed send time) to features readable in Redis (EXEC returned)",
+        "freshness": "bar event time (feed send time) to features readable in Redis (the batch write returned)",
     }
     report.write(out_dir, "ingest", rows, notes)
     return rows

@@ -104,6 +104,8 @@ def _bar(row: list[str], index: dict[str, int], name: str, line: int) -> Bar:
     symbol = row[index["symbol"]].strip()
     if not symbol:
         raise BarInputError(name, line, "symbol", "empty symbol")
+    if any(character.isspace() for character in symbol):
+        raise BarInputError(name, line, "symbol", f"{symbol!r} contains whitespace")
     ts = row[index["ts"]].strip()
     try:
         timestamp = parse_timestamp(ts)

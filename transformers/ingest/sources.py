@@ -59,7 +59,7 @@ class BarFrame(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["bar"] = "bar"
-    symbol: str = Field(min_length=1)
+    symbol: str = Field(min_length=1, pattern=r"^\S+$")  # no whitespace: the Redis writer joins symbols
     ts: Timestamp
     close: Finite = Field(gt=0)
     volume: Finite = Field(ge=0)
@@ -79,7 +79,7 @@ class BookFrame(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["book"]
-    symbol: str = Field(min_length=1)
+    symbol: str = Field(min_length=1, pattern=r"^\S+$")  # no whitespace: the Redis writer joins symbols
     ts: Timestamp
     bids: list[Annotated[Finite, Field(ge=0)]]
     asks: list[Annotated[Finite, Field(ge=0)]]

@@ -36,6 +36,7 @@ def test_an_open_stream_is_read_lazily_row_by_row() -> None:
         ("", "line 1: empty file"),
         ("symbol,ts,open,high,low,close,volume\nA,1,1,1,1,1\n", "line 2: 6 fields, the header has 7"),
         ("symbol,ts,open,high,low,close,volume\n,1,1,1,1,1,1\n", "line 2, column 'symbol': empty symbol"),
+        ("symbol,ts,open,high,low,close,volume\nBTC USD,1,1,1,1,1,1\n", "line 2, column 'symbol': 'BTC USD' contains"),
         ("symbol,ts,open,high,low,close,volume\nA,yesterday,1,1,1,1,1\n", "line 2, column 'ts': 'yesterday'"),
         ("symbol,ts,open,high,low,close,volume\nA,1,1,1,1,nan,1\n", "line 2, column 'close': 'nan' is not a finite"),
         ("symbol,ts,open,high,low,close,volume\nA,1,1,1,1,0,1\n", "line 2, column 'close': 0.0 is not > 0"),

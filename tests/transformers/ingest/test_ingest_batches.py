@@ -69,6 +69,7 @@ def test_websocket_frames_parse_to_bars_and_quotes() -> None:
         "{",
         '{"symbol": "A", "ts": 1, "close": "NaN", "volume": 1}',
         '{"symbol": "", "ts": 1, "close": 1, "volume": 1}',
+        '{"symbol": "BTC USD", "ts": 1, "close": 1, "volume": 1}',
         '{"symbol": "A", "ts": "yesterday", "close": 1, "volume": 1}',
         '{"type": "book", "symbol": "A", "ts": 1, "bids": [-1], "asks": []}',
     ],
