@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from kserve.utils.utils import cpu_count
 
-    kserve_compat.adopt_arguments(args)
     threads = settings.threads or max(1, cpu_count() // max(1, args.workers))
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, str(threads))  # before any framework is imported
@@ -66,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.configure_logging and not args.log_config_file:
         args.log_config_file = write_log_config(args.enable_latency_logging)
-        kserve_compat.adopt_arguments(args)
         atexit.register(os.unlink, args.log_config_file)  # read by REST workers as they (re)start: keep until exit
+    kserve_compat.adopt_arguments(args)
     if args.configure_logging:
         kserve_logging.configure_logging(args.log_config_file)
     repository = PredictorRepository({args.model_name: Path(args.model_dir)}, settings, threads)

@@ -114,7 +114,7 @@ class RollbackExecutor:
         registered = self.models.get(request.model)
         if registered is None:
             return RollbackReport(request, "unmapped", [f"{request.model} is not a model registry-sync maps"])
-        isvc = self._isvc(request)
+        isvc = self._isvc(request.namespace, request.model)
         deployed = Deployed.of(isvc)
         state = self.registry.read(registered)
         version = state.version(request.version)
@@ -141,7 +141,12 @@ class RollbackExecutor:
         report.steps.append(f"registry-sync: {self.reconcile(registered)}")
         # The reason is the evidence of the first delivery (the tag), whatever later deliveries say.
         reason = f"v{request.version}: {version.tags[ROLLBACK_TAG] if already else evidence(request)}"
-        if record(self.api_client, self._isvc(request), Verdict(Phase.ROLLED_BACK, reason), self.metrics.phase):
+        if record(
+            self.api_client,
+            self._isvc(request.namespace, request.model),
+            Verdict(Phase.ROLLED_BACK, reason),
+            self.metrics.phase,
+        ):
             report.steps.append("recorded RolledBack")
         if not already:
             self.metrics.rollbacks.labels(request.namespace, request.model).inc()
@@ -155,7 +160,7 @@ class RollbackExecutor:
             try:
                 for change in delete_orphaned_hpas(self.api_client, namespace, chart_model):
                     log.info("%s/%s: %s", namespace, chart_model, change)
-                isvc = self._isvc(RollbackRequest(namespace, chart_model, "", "", "", ""))
+                isvc = self._isvc(namespace, chart_model)
                 verdict = observe(
                     isvc,
                     self.registry.read(registered),
@@ -167,14 +172,13 @@ class RollbackExecutor:
             except (RollbackError, kubernetes.client.ApiException, RuntimeError) as error:
                 log.warning("%s/%s: lifecycle not recorded: %s", namespace, chart_model, error)
 
-    def _isvc(self, request: RollbackRequest) -> dict:
+    def _isvc(self, namespace: str, name: str) -> dict:
         custom = kubernetes.client.CustomObjectsApi(self.api_client)
         try:
-            return custom.get_namespaced_custom_object(GROUP, VERSION, request.namespace, PLURAL, request.model)
+            return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except kubernetes.client.ApiException as error:
             raise RollbackError(
-                f"reading InferenceService {request.namespace}/{request.model}: {error.status} {error.reason}",
-                status=error.status,
+                f"reading InferenceService {namespace}/{name}: {error.status} {error.reason}", status=error.status
             ) from error
 
 

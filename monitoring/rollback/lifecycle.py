@@ -28,6 +28,7 @@ from tickserve.registry_sync.registry import ModelState
 PHASE_ANNOTATION = "tickserve.io/rollout-phase"
 REASON_ANNOTATION = "tickserve.io/rollout-reason"
 VERSION_LABEL = "tickserve.io/model-version"
+STABLE_VERSION_ANNOTATION = "tickserve.io/stable-version"  # the chart's; Knative keeps stable only as a revision
 
 PR_TAG = "tickserve.pr"
 COMPONENT = "tickserve-rollout"
@@ -60,7 +61,7 @@ class Deployed:
             traffic = predictor.get("canaryTrafficPercent")
             if traffic is None:
                 return cls(stable=version, canary=None, traffic=0)
-            previous = (isvc.get("metadata", {}).get("annotations") or {}).get("tickserve.io/stable-version")
+            previous = (isvc.get("metadata", {}).get("annotations") or {}).get(STABLE_VERSION_ANNOTATION)
             return cls(stable=previous, canary=version, traffic=int(traffic))
         canaries = spec.get("canary") or []
         if not canaries:

@@ -12,7 +12,7 @@ import logging
 import queue
 
 from tickserve import kube
-from tickserve.monitoring.rollback.executor import RollbackExecutor
+from tickserve.monitoring.rollback.executor import RollbackExecutor, RollbackMetrics
 from tickserve.monitoring.rollback.receiver import RollbackReceiver
 from tickserve.monitoring.rollback.status import open_pull_request
 from tickserve.registry_sync.controller import Controller
@@ -36,6 +36,7 @@ def rollback_executor(settings: RegistrySyncSettings, controller: Controller) ->
         canary_aliases=settings.canary_aliases,
         canary_stages=settings.canary_stages,
         open_pull_request=lambda chart_model: open_pull_request(controller.reconciler.forge, chart_model),
+        metrics=RollbackMetrics(controller.metrics.registry),  # served with registry-sync's on its metrics port
     )
 
 
