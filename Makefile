@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tickserve
 export TOOLS_CACHE  # the k8s test tier finds the binaries `make envtest-assets` built here
 
-.PHONY: install system-deps envtest-assets kserve-manager gitea test test-unit test-k8s lint bench demo e2e manifests clean rules test-rules
+.PHONY: install system-deps envtest-assets kserve-manager gitea flux test test-unit test-k8s lint bench demo e2e manifests clean rules test-rules
 
 install: system-deps ## create .venv with tickserve (editable) and everything the tests need
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,6 +14,7 @@ install: system-deps ## create .venv with tickserve (editable) and everything th
 	$(MAKE) envtest-assets
 	$(MAKE) kserve-manager
 	$(MAKE) gitea
+	$(MAKE) flux
 
 system-deps: ## redis-server, prometheus, alertmanager, promtool and wrk from Debian packages when missing
 	bash hack/install-system-deps.sh
@@ -26,6 +27,9 @@ kserve-manager: ## KServe's controller manager (v0.20.0, the CRDs' version) buil
 
 gitea: ## Gitea v1.26.0 (the forge the registry-sync tests open PRs on) built with Go, cached in $(TOOLS_CACHE)
 	bash hack/build-gitea.sh "$(TOOLS_CACHE)"
+
+flux: ## Flux's source-controller and kustomize-controller (v1.9.6) built with Go, cached in $(TOOLS_CACHE)
+	bash hack/build-flux.sh "$(TOOLS_CACHE)"
 
 lint:
 	$(VENV)/bin/ruff check .
