@@ -87,9 +87,9 @@ def run_forever(
         receiver = start_receiver(settings, wake)
 
     def full_pass() -> None:
-        controller.run_pass()
+        outcomes = controller.run_pass()
         if executor is not None:
-            executor.tidy(settings.rollback.namespace)
+            executor.tidy(settings.rollback.namespace, {o.model: o.revision for o in outcomes if o.result == "in_sync"})
 
     try:
         if leading():

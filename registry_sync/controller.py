@@ -63,6 +63,7 @@ class Outcome:
     result: str
     detail: str = ""
     pr: PullRequest | None = None
+    revision: str = ""  # the base branch commit the pass read (set when in_sync or rejected: what git deploys)
 
 
 class Reconciler:
@@ -154,7 +155,7 @@ class Reconciler:
                 reason = "the registry asks for a change that was rejected (PR closed without merging)"
             for pr in open_prs:
                 self._close(pr, f"Closed by tickserve registry-sync: {reason}.", "closed", chart_model)
-            return Outcome(name, "rejected" if the_plan.rejected else "in_sync", reason)
+            return Outcome(name, "rejected" if the_plan.rejected else "in_sync", reason, revision=base_sha)
 
         branch = f"{repo_settings.branch_prefix}/{chart_model}/{the_plan.change_id}"
         existing = next((pr for pr in open_prs if pr.branch == branch), None)

@@ -2,6 +2,10 @@
 
 For a firing rollback alert on (namespace, model, version):
 
+0. **Hold GitOps.** When Flux applied the InferenceService, its Kustomization is suspended until the revert is
+   merged (`gitops.hold`), so drift correction cannot put the canary back; `tidy` releases it once registry-sync
+   finds git in sync. A hold that cannot be written is reported and does not stop the rollback: taking the
+   canary's traffic away matters more, and a canary Flux re-applies is rolled back by the next delivery.
 1. **Check.** The version must be the InferenceService's canary, or one already rolled back (then the steps
    below only finish what an interrupted rollback left). An alert for any other version changes nothing.
 2. **Cluster.** `cluster.roll_back_canary`: the canary's traffic goes away at once (Knative: 0%; Standard: the
@@ -37,6 +41,7 @@ from tickserve.monitoring.rollback.cluster import (
     delete_orphaned_hpas,
     roll_back_canary,
 )
+from tickserve.monitoring.rollback.gitops import HoldError, hold, model_key, release
 from tickserve.monitoring.rollback.lifecycle import ROLLBACK_TAG, Deployed, Phase, PhaseMetric, Verdict, observe, record
 from tickserve.registry_sync.registry import Registry
 
@@ -89,6 +94,7 @@ class RollbackExecutor:
         canary_stages: Sequence[str] = ("Staging",),
         open_pull_request: Callable[[str], str | None] = lambda chart_model: None,
         metrics: RollbackMetrics | None = None,
+        hold_flux: bool = True,
     ) -> None:
         self.api_client = api_client
         self.registry = registry
@@ -98,6 +104,7 @@ class RollbackExecutor:
         self.canary_stages = tuple(canary_stages)
         self.open_pull_request = open_pull_request
         self.metrics = metrics or RollbackMetrics()
+        self.hold_flux = hold_flux
 
     def execute(self, request: RollbackRequest) -> RollbackReport:
         try:
@@ -127,6 +134,8 @@ class RollbackExecutor:
 
         report = RollbackReport(request, "already_rolled_back" if already else "rolled_back")
         if deployed.canary == request.version:
+            if self.hold_flux:
+                report.steps.extend(self._hold(isvc, request.version))
             cluster = roll_back_canary(self.api_client, request.namespace, request.model)
             report.steps.extend(cluster.changes)
         if not already:
@@ -152,15 +161,21 @@ class RollbackExecutor:
             self.metrics.rollbacks.labels(request.namespace, request.model).inc()
         return report
 
-    def tidy(self, namespace: str) -> None:
+    def tidy(self, namespace: str, in_sync: Mapping[str, str] | None = None) -> None:
         """After each full registry-sync pass, for every model: delete the HPAs KServe left behind (a promotion
-        leaves the old stable's, see cluster.delete_orphaned_hpas) and record the lifecycle phase the world shows
-        now. Level-triggered: nothing is remembered between calls; a model that cannot be read is logged."""
+        leaves the old stable's, see cluster.delete_orphaned_hpas), release its Flux hold when the pass found git
+        in sync for it (`in_sync`: registered model -> the commit found in sync; the revert was merged) and record
+        the lifecycle phase the world shows now. Level-triggered: nothing is remembered between calls; a model
+        that cannot be read is logged."""
+        in_sync = in_sync or {}
         for chart_model, registered in self.models.items():
             try:
                 for change in delete_orphaned_hpas(self.api_client, namespace, chart_model):
                     log.info("%s/%s: %s", namespace, chart_model, change)
                 isvc = self._isvc(namespace, chart_model)
+                if registered in in_sync:
+                    for change in release(self.api_client, isvc, in_sync[registered]):
+                        log.info("%s/%s: %s", namespace, chart_model, change)
                 verdict = observe(
                     isvc,
                     self.registry.read(registered),
@@ -170,7 +185,14 @@ class RollbackExecutor:
                 )
                 record(self.api_client, isvc, verdict, self.metrics.phase)
             except (RollbackError, kubernetes.client.ApiException, RuntimeError) as error:
-                log.warning("%s/%s: lifecycle not recorded: %s", namespace, chart_model, error)
+                log.warning("%s/%s: not tidied: %s", namespace, chart_model, error)
+
+    def _hold(self, isvc: dict, version: str) -> list[str]:
+        try:
+            return hold(self.api_client, isvc, version)
+        except HoldError as error:
+            log.error("%s: GitOps not held, Flux may re-apply the canary: %s", model_key(isvc), error)
+            return [f"could not hold GitOps ({error})"]
 
     def _isvc(self, namespace: str, name: str) -> dict:
         custom = kubernetes.client.CustomObjectsApi(self.api_client)

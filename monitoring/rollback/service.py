@@ -36,6 +36,7 @@ def rollback_executor(settings: RegistrySyncSettings, controller: Controller) ->
         canary_aliases=settings.canary_aliases,
         canary_stages=settings.canary_stages,
         open_pull_request=lambda chart_model: open_pull_request(controller.reconciler.forge, chart_model),
+        hold_flux=settings.rollback.hold_flux,
         metrics=RollbackMetrics(controller.metrics.registry),  # served with registry-sync's on its metrics port
     )
 

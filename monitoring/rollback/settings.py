@@ -18,6 +18,12 @@ class RollbackSettings(BaseModel):
     token_file: Path | None = Field(None, description="File holding the bearer token (a mounted Secret).")
     namespace: str = Field("tickserve", description="Namespace of the InferenceServices (the chart's release).")
     kubeconfig: Path | None = Field(None, description="Kubeconfig for the cluster step; default: in-cluster.")
+    hold_flux: bool = Field(
+        True,
+        description="Suspend the Flux Kustomization that applied a rolled-back InferenceService until registry-sync "
+        "finds the revert merged, so Flux's drift correction cannot re-apply the canary (monitoring/rollback/gitops.py"
+        "). Needs get/patch on kustomizations; InferenceServices Flux did not apply are never held.",
+    )
 
     def resolved_token(self) -> str | None:
         return read_secret(self.token, self.token_file)

@@ -57,6 +57,11 @@ Fixtures (all session-scoped except `namespace` and `kserve_namespace`):
   `kserve_controller.mark_deployments_ready(api_client, namespace)` (a finished rollout's status on every Deployment
   that lacks one) until the InferenceServices are Ready; `kserve_controller.wait_for(description, check, timeout)`
   polls. Knative-mode InferenceServices are admitted but not reconciled (no Knative Serving).
+- `flux` -> flux.Flux: Flux's source-controller and kustomize-controller (v1.9.6, built by `make flux` into
+  CACHE/flux-v1.9.6/) on the `kserve_controller`'s plane, with Flux's CRDs and the `flux-system` namespace where the
+  tests' GitRepositories and Kustomizations go. `.git_repository(name, url, username, token)`,
+  `.kustomization(name, source, path, target_namespace)`, `.sync(source, kustomization, sha)` (forced reconciles,
+  then waits for `status.lastAppliedRevision`), `.request_reconcile(kind, name)`, `.get(kind, name)`.
 - `kserve_namespace` (function scope) -> str: like `namespace`, on the `kserve_controller`'s plane, with a name short
   enough for KServe's Ingress hosts (`<isvc>-<component>-<namespace>` must fit one 63-character DNS label).
 
@@ -78,6 +83,8 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from flux import FLUX_VERSION, Flux
+from flux import built as flux_built
 from kserve_controller import KSERVE_MODULE, KServeController, manager_binary
 from kube import (
     ControlPlane,
@@ -184,6 +191,17 @@ def kserve_controller(k8s_tools: Tools, tmp_path_factory: pytest.TempPathFactory
         crds = install_crds(plane, sources)
         with KServeController(plane, crds, binary, version, workdir) as controller:
             yield controller
+
+
+@pytest.fixture(scope="session")
+def flux(kserve_controller: KServeController, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flux]:
+    require(
+        flux_built(),
+        f"k8s tier: Flux's controllers {FLUX_VERSION} are not built. Run `make flux` (builds source-controller and "
+        "kustomize-controller with Go, about 5 minutes once)",
+    )
+    with Flux(kserve_controller.control_plane, tmp_path_factory.mktemp("flux")) as controllers:
+        yield controllers
 
 
 @pytest.fixture

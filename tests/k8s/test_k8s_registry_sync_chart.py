@@ -4,6 +4,7 @@ validation, the ServiceAccount may use its own Lease and nothing else, and the r
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,33 @@ def test_the_rollback_receiver_runs_in_registry_sync_with_the_rollout_role_and_a
     assert may("patch", isvcs)
     assert may("delete", hpas)
     assert not may("delete", isvcs)
+
+
+def test_the_flux_hold_may_suspend_kustomizations_and_refresh_sources_in_flux_s_namespace_only(
+    control_plane: ControlPlane, crds: InstalledCrds, namespace: str, helm_cli
+) -> None:
+    flux_namespace = f"flux-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", flux_namespace)
+    options = [
+        "--set", "registrySync.rollback.enabled=true", "--set", "registrySync.rollback.existingSecret=rollback-token",
+        "--set", "registrySync.rollback.fluxHold.enabled=true",
+        "--set", f"registrySync.rollback.fluxHold.namespace={flux_namespace}",
+    ]  # fmt: skip
+    text = helm_cli(
+        "template", "tickserve", str(CHART), "--namespace", namespace, "--values", str(VALUES), *options
+    ).stdout
+    server_side_apply(control_plane, text)  # objects in two namespaces: each says its own
+    (deployment,) = [d for d in YAML(typ="safe").load_all(text) if d and d["kind"] == "Deployment" and
+                     d["metadata"]["name"] == NAME]  # fmt: skip
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TICKSERVE_REGISTRY_SYNC_ROLLBACK__HOLD_FLUX"] == "true"
+    kustomizations = {"resource": "kustomizations", "group": "kustomize.toolkit.fluxcd.io"}
+    sources = {"resource": "gitrepositories", "group": "source.toolkit.fluxcd.io"}
+
+    def may(verb: str, resource: dict[str, str], target: str) -> bool:
+        return can_i(control_plane.api_client, service_account=NAME, namespace=namespace, target_namespace=target,
+                     verb=verb, **resource)  # fmt: skip
+
+    for resource in (kustomizations, sources):
+        assert may("get", resource, flux_namespace) and may("patch", resource, flux_namespace)
+        assert not may("delete", resource, flux_namespace) and not may("patch", resource, namespace)
