@@ -33,6 +33,7 @@ from ruamel.yaml import YAML
 from tickserve.processes import ServerProcess, free_port
 
 KSERVE_MODULE = "github.com/kserve/kserve"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"  # on every object KServe makes for an InferenceService
 NAMESPACE = "kserve"
 ISVC_WEBHOOK_PATHS = {
     "mutating": "/mutate-serving-kserve-io-v1beta1-inferenceservice",
@@ -280,3 +281,93 @@ def mark_deployments_ready(api_client: kubernetes.client.ApiClient, namespace: s
         apps.patch_namespaced_deployment_status(deployment.metadata.name, namespace, body)
         updated.append(deployment.metadata.name)
     return updated
+
+
+# --- reading what KServe made -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What KServe made of one namespace's InferenceServices, read in one go."""
+
+    isvcs: dict[str, dict]
+    deployments: dict[str, dict]
+    services: dict[str, dict]
+    hpas: dict[str, dict]
+    ingresses: dict[str, dict]
+
+    def kserve(self, kind: str) -> set[str]:
+        """Names of the objects of `kind` that KServe created (they carry the InferenceService label)."""
+        objects = getattr(self, kind)
+        return {name for name, obj in objects.items() if ISVC_LABEL in (obj["metadata"].get("labels") or {})}
+
+    def hpa_range(self, name: str) -> tuple[int, int]:
+        spec = self.hpas[name]["spec"]
+        return spec["minReplicas"], spec["maxReplicas"]
+
+    def condition(self, isvc: str, kind: str) -> str | None:
+        conditions = (self.isvcs[isvc].get("status") or {}).get("conditions") or []
+        return next((c["status"] for c in conditions if c["type"] == kind), None)
+
+    def canaries(self, isvc: str) -> list[tuple[str, int, bool]]:
+        statuses = (self.isvcs[isvc].get("status") or {}).get("canaryStatuses") or []
+        return [(s["name"], s["trafficPercent"], s["ready"]) for s in statuses]
+
+
+def read(controller: KServeController, namespace: str) -> Reconciled:
+    listed = controller.control_plane.kubectl(
+        "get",
+        "inferenceservices,deployments,services,horizontalpodautoscalers,ingresses",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+    )
+    by_kind: dict[str, dict[str, dict]] = {}
+    for item in json.loads(listed.stdout)["items"]:
+        by_kind.setdefault(item["kind"], {})[item["metadata"]["name"]] = item
+    return Reconciled(
+        isvcs=by_kind.get("InferenceService", {}),
+        deployments=by_kind.get("Deployment", {}),
+        services=by_kind.get("Service", {}),
+        hpas=by_kind.get("HorizontalPodAutoscaler", {}),
+        ingresses=by_kind.get("Ingress", {}),
+    )
+
+
+def settle(
+    controller: KServeController,
+    namespace: str,
+    deployments: set[str],
+    until: Callable[[Reconciled], bool] = lambda state: True,
+    timeout: float = 60.0,
+) -> Reconciled:
+    """Play kubelet until KServe's Deployments in `namespace` are exactly `deployments`, all rolled out, every
+    InferenceService reports Ready with every canary of its spec (and no other) ready, and `until` holds; return
+    what is then in the namespace."""
+
+    last: list[Reconciled] = []
+
+    def settled() -> Reconciled | None:
+        mark_deployments_ready(controller.api_client, namespace)
+        last[:] = [read(controller, namespace)]
+        state = last[0]
+        if state.kserve("deployments") != deployments:
+            return None
+        for name, isvc in state.isvcs.items():
+            in_spec = sorted(canary["predictor"]["name"] for canary in isvc["spec"].get("canary") or [])
+            if state.condition(name, "Ready") != "True":
+                return None
+            if sorted(canary for canary, _, ready in state.canaries(name) if ready) != in_spec:
+                return None
+        return state if until(state) else None
+
+    try:
+        return wait_for(f"KServe's Deployments in {namespace} are {sorted(deployments)} and Ready", settled, timeout)
+    except TimeoutError as error:
+        state = last[0]
+        conditions = {name: (isvc.get("status") or {}).get("conditions") for name, isvc in state.isvcs.items()}
+        raise TimeoutError(
+            f"{error}\nDeployments: {sorted(state.kserve('deployments'))}\nInferenceService conditions: {conditions}"
+            f"\nkserve-manager log:\n{controller.process.log_tail() if controller.process else ''}"
+        ) from None

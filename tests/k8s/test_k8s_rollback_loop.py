@@ -20,23 +20,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import kubernetes
 import pytest
-import redis
-from alerting_stack import Sink, alertmanager, prometheus
 from forge_servers import Gitea, MlflowServer
 from gitops_support import VALUES_FILE, GitOps, Models, seed_gitops
 from kserve_controller import KServeController, mark_deployments_ready, wait_for
 from kube import run, server_side_apply
 from prometheus_client import CollectorRegistry
-from quality_data import publish_outcomes
+from rollback_support import bad_canary_alerting, deliver, eventually, hpas, isvc, rollback_events
 from ruamel.yaml import YAML
 
-from tickserve import launch
 from tickserve.monitoring.rollback.cli import main as rollout_cli
 from tickserve.monitoring.rollback.executor import RollbackExecutor, RollbackMetrics
 from tickserve.monitoring.rollback.lifecycle import PHASE_ANNOTATION, ROLLBACK_TAG
@@ -46,7 +41,6 @@ from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.settings import RegistrySyncSettings
 
 TOKEN = "rollback-e2e-token"
-ACCURACY = {"stable": 0.8, "canary": 0.3}
 MODEL = "ticks-1m"
 CANARY_VALUES = """
 deploymentMode: Standard
@@ -66,22 +60,6 @@ predictor:
 """
 
 
-def isvc(api_client: kubernetes.client.ApiClient, namespace: str) -> dict:
-    return kubernetes.client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", MODEL
-    )
-
-
-def hpas(api_client: kubernetes.client.ApiClient, namespace: str) -> list[str]:
-    items = kubernetes.client.AutoscalingV2Api(api_client).list_namespaced_horizontal_pod_autoscaler(namespace).items
-    return sorted(item.metadata.name for item in items)
-
-
-def rollback_events(api_client: kubernetes.client.ApiClient, namespace: str) -> list[str]:
-    events = kubernetes.client.CoreV1Api(api_client).list_namespaced_event(namespace).items
-    return [event.message for event in events if event.reason == "RolledBack"]
-
-
 def fire(alertmanager_url: str, namespace: str, *, resolved: bool = False) -> None:
     """Post the canary's quality alert to Alertmanager's API, as Prometheus's notifier does."""
     now = dt.datetime.now(dt.UTC)
@@ -93,13 +71,6 @@ def fire(alertmanager_url: str, namespace: str, *, resolved: bool = False) -> No
         "endsAt": (now if resolved else now + dt.timedelta(minutes=5)).isoformat(),
     }  # fmt: skip
     httpx.post(f"{alertmanager_url}/api/v2/alerts", json=[alert], timeout=10).raise_for_status()
-
-
-def eventually(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.3)
 
 
 @pytest.mark.integration
@@ -135,7 +106,7 @@ def test_a_bad_canary_is_rolled_back_once_in_the_cluster_in_git_and_in_mlflow(
     only_isvc = "\n---\n".join(doc for doc in rendered.split("\n---\n") if "kind: InferenceService" in doc)
     server_side_apply(plane, only_isvc, namespace=kserve_namespace)
     wait_for("canary reconciled", lambda: mark_deployments_ready(api, kserve_namespace) is not None and
-             len((isvc(api, kserve_namespace).get("status") or {}).get("canaryStatuses") or []) == 1, timeout=60)  # fmt: skip
+             len((isvc(api, kserve_namespace, MODEL).get("status") or {}).get("canaryStatuses") or []) == 1, timeout=60)  # fmt: skip
     assert {f"{MODEL}-v1-predictor", f"{MODEL}-v2-predictor"} <= set(hpas(api, kserve_namespace))
 
     settings = RegistrySyncSettings(
@@ -163,33 +134,15 @@ def test_a_bad_canary_is_rolled_back_once_in_the_cluster_in_git_and_in_mlflow(
 
     executor = RollbackExecutor(api, controller.reconciler.registry, {MODEL: models.name}, reconcile, metrics=metrics)
     receiver = RollbackReceiver("127.0.0.1", 0, TOKEN, executor.execute).start()
-    receiver_url = type("Receiver", (), {"url": f"http://127.0.0.1:{receiver.port}"})()
-    user = Sink()
-    outcomes = f"{redis_url.rsplit('/', 1)[0]}/9"  # a database of its own
-    redis.Redis.from_url(outcomes).flushdb()
-    monitor = launch.monitor(outcomes, args=["--consumer", "loop", "--poll_seconds", "0.2", "--judge_min_scored", "50"])
-    (tmp_path / "am").mkdir()
-    (tmp_path / "prom").mkdir()
+    receiver_url = f"http://127.0.0.1:{receiver.port}"
     try:
-        monitor.start()
-        with (
-            alertmanager(tmp_path / "am", receiver_url, user, token=TOKEN) as manager,
-            prometheus(tmp_path / "prom", {"tickserve-monitor": [monitor.http]}, manager.url,
-                       {"namespace": kserve_namespace}),
-        ):  # fmt: skip
-            versions = {"stable": "1", "canary": "2"}
-            publish_outcomes(outcomes, seed=41, accuracy=ACCURACY, bars=200, model=MODEL, versions=versions)
+        with bad_canary_alerting(tmp_path / "alerting", redis_url, receiver_url, TOKEN, namespace=kserve_namespace,
+                                 model=MODEL, versions={"stable": "1", "canary": "2"}) as manager:  # fmt: skip
             eventually(lambda: rollbacks() == 1, 120, "the rollback")
             assert receiver.drain(60)
 
             # At-least-once delivery: the same notification again, and a resolve followed by a refire.
-            payload = {"version": "4", "status": "firing", "alerts": [{
-                "status": "firing", "startsAt": "2026-11-30T10:00:00Z",
-                "labels": {"alertname": "TickserveCanaryQualityWorse", "tickserve_action": "rollback",
-                           "model": MODEL, "model_version": "2", "namespace": kserve_namespace}}]}  # fmt: skip
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            duplicate = httpx.post(f"{receiver_url.url}/alerts", json=payload, headers=headers, timeout=10)
-            assert duplicate.status_code == 202
+            deliver(receiver_url, TOKEN, namespace=kserve_namespace, model=MODEL, version="2")
             fire(manager.url, kserve_namespace, resolved=True)
             time.sleep(2)
             fire(manager.url, kserve_namespace)
@@ -197,11 +150,9 @@ def test_a_bad_canary_is_rolled_back_once_in_the_cluster_in_git_and_in_mlflow(
             assert receiver.drain(60)
     finally:
         receiver.stop()
-        monitor.stop()
-        user.close()
 
     # Cluster: no canary, and none of its objects left behind.
-    served = isvc(api, kserve_namespace)
+    served = isvc(api, kserve_namespace, MODEL)
     assert "canary" not in served["spec"]
     assert [name for name in hpas(api, kserve_namespace) if "predictor" in name] == [f"{MODEL}-v1-predictor"]
     assert served["metadata"]["annotations"][PHASE_ANNOTATION] == "RolledBack"
