@@ -47,8 +47,8 @@ test-k8s: ## the k8s tier only (envtest-style kube-apiserver + etcd)
 bench: ## side-by-side benchmarks; JSON under bench-results/ and a printed table
 	$(PY) benchmarks/run.py $(BENCH)
 
-demo: ## the whole data path on one machine (embedded MLflow, local redis-server)
-	$(VENV)/bin/tickserve demo
+demo: ## the whole data path on one machine, with a bad canary rolled back (`tickserve demo` alone: a sound canary)
+	$(VENV)/bin/tickserve demo --bad_challenger
 
 manifests: ## render manifests/ from the Helm chart (the chart is the source of truth)
 	bash hack/render-manifests.sh "$(TOOLS_CACHE)"

@@ -73,14 +73,18 @@ class LocalRegistry:
             warnings.simplefilter("ignore", FutureWarning)
             self._client.transition_model_version_stage(model.name, model.version, "Production")
 
+    def name_alias(self, model: RegisteredModel, alias: str) -> None:
+        """Point `alias` at `model`, e.g. `challenger`: the version registry-sync would canary."""
+        self._client.set_registered_model_alias(model.name, alias, model.version)
+
     def production(self, name: str) -> RegisteredModel:
         version = self._client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
         return RegisteredModel(name, str(version.version))
 
-    def download_production(self, name: str, destination: Path) -> Path:
-        """The production version's MLmodel directory, copied to `destination` (what /mnt/models holds)."""
+    def download(self, name: str, destination: Path, alias: str = PRODUCTION_ALIAS) -> Path:
+        """The MLmodel directory of the version holding `alias`, copied to `destination` (what /mnt/models holds)."""
         destination.mkdir(parents=True, exist_ok=True)
         path = self._mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}@{PRODUCTION_ALIAS}", dst_path=str(destination), tracking_uri=self.tracking_uri
+            artifact_uri=f"models:/{name}@{alias}", dst_path=str(destination), tracking_uri=self.tracking_uri
         )
         return Path(path)

@@ -78,10 +78,14 @@ def accuracy(probability_up: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((probability_up > 0.5) == (labels == 1)))
 
 
-def train_mlp_onnx(train_x: pd.DataFrame, train_y: np.ndarray, path: Path, epochs: int = 10) -> Path:
+def train_mlp_onnx(
+    train_x: pd.DataFrame, train_y: np.ndarray, path: Path, epochs: int = 10, invert: bool = False
+) -> Path:
     """A small PyTorch MLP exported to ONNX with input `features` [N, F] and output `probabilities` [N, 2].
 
     Inputs are standardised inside the network, so the served model takes raw engine features like LightGBM.
+    `invert` exports a deliberately bad model: the trained network with its two answers swapped, so it is about as
+    wrong as the trained one is right (the demo's bad canary).
     """
     import torch
     from torch import nn
@@ -97,9 +101,11 @@ def train_mlp_onnx(train_x: pd.DataFrame, train_y: np.ndarray, path: Path, epoch
             self.register_buffer("mean", mean)
             self.register_buffer("std", std)
             self.layers = nn.Sequential(nn.Linear(x.shape[1], 32), nn.ReLU(), nn.Linear(32, 2))
+            self.inverted = False
 
         def forward(self, features: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.layers((features - self.mean) / self.std), dim=1)
+            probabilities = torch.softmax(self.layers((features - self.mean) / self.std), dim=1)
+            return probabilities.flip(1) if self.inverted else probabilities
 
     model = Signal()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -111,6 +117,7 @@ def train_mlp_onnx(train_x: pd.DataFrame, train_y: np.ndarray, path: Path, epoch
             loss.backward()
             optimiser.step()
     model.eval()
+    model.inverted = invert
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -124,3 +131,11 @@ def train_mlp_onnx(train_x: pd.DataFrame, train_y: np.ndarray, path: Path, epoch
             dynamo=False,
         )
     return path
+
+
+def onnx_probability_up(path: Path, features: pd.DataFrame) -> np.ndarray:
+    """p_up of an exported model on `features`, through onnxruntime as the predictor runs it."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"features": np.nan_to_num(features.to_numpy(np.float32))})[0][:, 1]
