@@ -145,6 +145,15 @@ def source_of(kustomization: dict[str, Any]) -> Owner | None:
     return Owner(ref.get("namespace") or kustomization["metadata"]["namespace"], ref["name"], "GitRepository")
 
 
+def held(api_client: kubernetes.client.ApiClient, isvc: dict[str, Any]) -> str | None:
+    """'v2 on Kustomization flux-system/prod' when a rollback hold for the model stands; None otherwise."""
+    owner = Owner.of(isvc)
+    if owner is None:
+        return None
+    version = holds_of(_get(api_client, owner))["holds"].get(model_key(isvc))
+    return f"v{version} on {owner}" if version else None
+
+
 def model_key(isvc: dict[str, Any]) -> str:
     return f"{isvc['metadata']['namespace']}/{isvc['metadata']['name']}"
 

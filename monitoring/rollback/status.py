@@ -2,7 +2,8 @@
 
 Stable and canary versions and the canary's traffic come from the InferenceService, the phase from
 `lifecycle.decide` over the registry, the forge's open pull requests and the cluster (the same derivation the
-rollback receiver records), and the judge's verdict with its n per track from Prometheus, when given.
+rollback receiver records), the Flux hold from the Kustomization that applied the InferenceService, and the
+judge's verdict with its n per track from Prometheus, when given.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import httpx
 import kubernetes
 
 from tickserve.monitoring.rollback.cluster import GROUP, PLURAL, VERSION
+from tickserve.monitoring.rollback.gitops import HoldError, held
 from tickserve.monitoring.rollback.lifecycle import Deployed, Verdict, observe
 from tickserve.registry_sync.controller import Reconciler
 from tickserve.registry_sync.forges import Forge
@@ -26,15 +28,16 @@ class ModelStatus:
     verdict: Verdict
     pull_request: str | None
     judge: str
+    hold: str = "-"
 
     def row(self) -> list[str]:
         canary = f"v{self.deployed.canary} ({self.deployed.traffic}%)" if self.deployed.canary else "-"
         stable = f"v{self.deployed.stable}" if self.deployed.stable else "-"
         return [self.model, stable, canary, self.verdict.phase.value, self.verdict.reason, self.pull_request or "-",
-                self.judge]  # fmt: skip
+                self.hold, self.judge]  # fmt: skip
 
 
-HEADER = ["MODEL", "STABLE", "CANARY", "PHASE", "REASON", "PULL REQUEST", "JUDGE"]
+HEADER = ["MODEL", "STABLE", "CANARY", "PHASE", "REASON", "PULL REQUEST", "GITOPS HOLD", "JUDGE"]
 
 
 def model_status(
@@ -52,7 +55,11 @@ def model_status(
     link = open_pull_request(reconciler.forge, mapping.chart_model)
     verdict = observe(isvc, state, reconciler.policy.canary_aliases, reconciler.policy.canary_stages, link)
     judge = judge_summary(prometheus_url, mapping.chart_model) if prometheus_url else "-"
-    return ModelStatus(mapping.chart_model, Deployed.of(isvc), verdict, link, judge)
+    try:
+        hold = held(api_client, isvc) or "-"
+    except HoldError as error:  # e.g. no RBAC to read Kustomizations: say so, the rest of the row still stands
+        hold = f"unreadable ({error.status})"
+    return ModelStatus(mapping.chart_model, Deployed.of(isvc), verdict, link, judge, hold)
 
 
 def open_pull_request(forge: Forge, chart_model: str) -> str | None:

@@ -35,6 +35,7 @@ from tickserve.monitoring.rollback.executor import RollbackExecutor, RollbackMet
 from tickserve.monitoring.rollback.gitops import Owner, holds_of
 from tickserve.monitoring.rollback.lifecycle import PHASE_ANNOTATION, ROLLBACK_TAG, VERSION_LABEL
 from tickserve.monitoring.rollback.receiver import RollbackReceiver
+from tickserve.monitoring.rollback.status import model_status
 from tickserve.registry_sync.cli import build
 from tickserve.registry_sync.metrics import Metrics
 from tickserve.registry_sync.settings import RegistrySyncSettings
@@ -140,6 +141,8 @@ def test_a_merged_canary_reaches_kserve_through_flux_and_its_rollback_holds_unti
         assert holds_of(kustomization) == {"holds": {f"{namespace}/{MODEL}": "2"}, "resume": True}
         [revert] = gitops.pulls("open")
         assert json.loads(models.tags("2")[ROLLBACK_TAG])["alert"] == "TickserveCanaryQualityWorse"
+        status = model_status(controller.reconciler, api, namespace, settings.models[0], None)
+        assert status.verdict.phase == "RolledBack" and status.hold == f"v2 on Kustomization flux-system/{name}"
 
         # 6. The self-heal window. Held, Flux handles a forced reconcile and applies nothing: git still has the
         # canary, the cluster keeps the rollback.
@@ -191,3 +194,4 @@ def test_a_merged_canary_reaches_kserve_through_flux_and_its_rollback_holds_unti
     assert ROLLBACK_TAG in version.tags and "challenger" not in version.aliases
     assert [o.result for o in controller.run_pass()] == ["in_sync"]
     assert gitops.pulls("open") == []
+    assert model_status(controller.reconciler, api, namespace, settings.models[0], None).hold == "-"
