@@ -88,7 +88,8 @@ end
 
 
 class FeatureWriter:
-    """Writes feature batches, one atomic round trip per batch (a Lua script: readers never see half a batch).
+    """Writes feature batches, one atomic script call per batch (readers never see half a batch), one round trip
+    per `write` call however many batches it is given.
 
     A symbol's price history is trimmed when its newest close has moved on by 1% of `price_history_seconds` since
     the last trim, not on every bar: the history holds at most 1% more than asked for, and most bars cost two
@@ -102,7 +103,18 @@ class FeatureWriter:
         self._script = client.register_script(WRITE_BATCH)  # EVALSHA; reloaded by itself after a Redis restart
         self._trimmed_at: dict[str, float] = {}  # symbol -> newest close time at its last trim
 
-    async def write(self, batch: HotFeatures) -> None:
+    async def write(self, *batches: HotFeatures) -> None:
+        """Write each batch with its own script call (each atomic); several batches share one round trip (a
+        pipeline, not a transaction), so a writer that fell behind catches up without a round trip per batch."""
+        if len(batches) == 1:
+            await self._script(args=self._arguments(batches[0]))
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for batch in batches:
+                await self._script(args=self._arguments(batch), client=pipe)
+            await pipe.execute()
+
+    def _arguments(self, batch: HotFeatures) -> list:
         vectors = np.ascontiguousarray(batch.vectors, dtype=VECTOR_DTYPE)
         closes, newest = [], {}
         for symbol, event_ts, event_close in batch.closes:
@@ -111,13 +123,12 @@ class FeatureWriter:
             newest[symbol] = max(ts, newest.get(symbol, ts))
         trims = [f"{symbol} {bound}" for symbol, ts in newest.items() if (bound := self._trim_bound(symbol, ts))]
         # Every batch restates its schema (one small SET): a restarted Redis has none, and readers need it.
-        args = [
+        return [
             schema_key(batch.schema_version), json.dumps(list(batch.feature_names)), batch.schema_version,
             features_key(""), prices_key(""), vectors.shape[1] * VECTOR_DTYPE.itemsize,
             "\n".join(batch.symbols), vectors.tobytes(), "\n".join(repr(float(ts)) for ts in batch.timestamps),
             "\n".join(closes), "\n".join(trims),
         ]  # fmt: skip
-        await self._script(args=args)
 
     def _trim_bound(self, symbol: str, newest: float) -> str:
         """The exclusive score below which `symbol`'s closes go, or '' when its trim is not due yet."""

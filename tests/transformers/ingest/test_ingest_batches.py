@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 from redis.exceptions import ResponseError
 
 from tickserve.transformers.features.bars import Bar, Quote
 from tickserve.transformers.features.engine import FeatureConfig, FeatureEngine
+from tickserve.transformers.ingest.frames import BarColumns, MalformedFrame, parse_frame
 from tickserve.transformers.ingest.pipeline import Ingest
-from tickserve.transformers.ingest.sources import MalformedFrame, parse_frame
 
 CONFIG = FeatureConfig(windows=(3,), book_levels=(2,))
 
@@ -54,6 +55,33 @@ def test_a_quote_refreshes_a_ready_vector_with_its_own_time() -> None:
     assert quoted.vectors[0][CONFIG.names.index("obi_2")] == pytest.approx((4 - 2) / 6)
 
 
+def columns(symbols: list[str], ts: list[float], close: list[float]) -> BarColumns:
+    return BarColumns(symbols, np.array(ts, dtype=float), np.array(close, dtype=float), np.full(len(symbols), 5.0))
+
+
+def test_a_frame_of_columns_gives_the_batches_its_bars_give_one_by_one() -> None:
+    frames = [
+        columns(["A", "B"], [1, 1], [10.0, 20.0]),
+        columns(["A", "B", "C"], [2, 2, 2], [11.0, 21.0, 5.0]),
+        columns(["B", "A"], [3, 1], [22.0, 99.0]),  # A's bar is not after its previous one: skipped
+        columns(["A", "A"], [4, 5], [12.0, 13.0]),  # a repeated symbol: the general path, bar after bar
+        columns(["A", "B", "C"], [6, 2, 7], [14.0, 23.0, 6.0]),
+        columns(["B"], [3], [99.0]),  # nothing new at all
+    ]
+    by_columns, by_bars = pipeline(), pipeline()
+    for frame in frames:
+        expected = by_bars.apply(frame.bars())
+        got = by_columns.apply([frame])
+        assert (got is None) == (expected is None)
+        if got is not None and expected is not None:
+            assert list(got.symbols) == list(expected.symbols)
+            np.testing.assert_array_equal(got.vectors, expected.vectors)
+            assert got.timestamps.tolist() == expected.timestamps.tolist()
+            assert list(got.closes) == list(expected.closes)
+    assert by_columns.report == by_bars.report
+    assert by_columns.report.skipped == 3
+
+
 def test_websocket_frames_parse_to_bars_and_quotes() -> None:
     events = parse_frame(
         '[{"symbol": "A", "ts": "2023-11-14T22:13:20", "close": 2, "volume": 1},'
@@ -88,7 +116,7 @@ def test_nan_volume_is_malformed_not_a_bar() -> None:
 class BrokenStore:
     """A FeatureWriter whose Redis answers every write, after a round trip, with an error that is not retried."""
 
-    async def write(self, batch: object) -> None:
+    async def write(self, *batches: object) -> None:
         await asyncio.sleep(0.01)
         raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
 

@@ -55,6 +55,29 @@ async def test_features_schema_and_prices_follow_the_layout(store_url) -> None:
     await client.aclose()
 
 
+async def test_batches_written_together_are_one_script_call_each_and_leave_what_writing_them_in_turn_leaves(
+    store_url,
+) -> None:
+    client = connect(RedisSettings(redis_url=store_url, redis_timeout_seconds=2.0))
+    plain = redis.Redis.from_url(store_url)
+    batches = [
+        batch(1000.0 + k, np.full((2, 3), float(k)), [("X", 1000.0 + k, 10.0 + k), ("Y", 1000.0 + k, 5.0 + k)])
+        for k in range(5)
+    ]
+    in_turn_writer = FeatureWriter(client, price_history_seconds=100)
+    for one in batches:
+        await in_turn_writer.write(one)
+    in_turn = {key: plain.dump(key) for key in sorted(plain.keys())}
+    plain.flushdb()
+    before = plain.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+    await FeatureWriter(client, price_history_seconds=100).write(*batches)
+
+    assert plain.info("commandstats")["cmdstat_evalsha"]["calls"] - before == len(batches)
+    assert {key: plain.dump(key) for key in sorted(plain.keys())} == in_turn
+    await client.aclose()
+
+
 async def test_schema_names_are_cached_per_version(store_url) -> None:
     client = connect(RedisSettings(redis_url=store_url, redis_timeout_seconds=2.0))
     await FeatureWriter(client, 100).write(batch(1.0, np.zeros((2, 3))))
