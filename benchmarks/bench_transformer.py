@@ -17,7 +17,12 @@ throughput of a closed loop of SHED_CONCURRENCY clients; "unloaded" is an open l
 open loop at SHED_OVERLOAD x the sustainable rate, once against a transformer without a bound and once with
 `max_requests_held` = sustainable rate x the unloaded p50 (Little's law: the requests it holds when it serves
 that rate at that latency), at least 2. Admitted (200) and refused (503 overloaded) latencies are reported
-apart, with the transformer's RSS before and after the overload. Targets: admitted p99 within 2x the unloaded p99, refusals < 1 ms.
+apart, with the transformer's RSS before and after the overload. Targets: admitted p99 within 2x the unloaded p99,
+refusals < 1 ms. Refusal times come from three places, side by side: the Python open loop (from each request's
+scheduled send time, so they include the generator's own lag on a saturated machine); wrk at about the same rate
+(`refusals.lua`: C, paced connections, each answer timed from its write, 200s and 503s apart); and the
+transformer itself (`tickserve_transformer_refusal_seconds`, from the app receiving the request to the 503 handed
+to the connection; the Python row's window includes its warm-up second).
 """
 
 from __future__ import annotations
@@ -225,6 +230,81 @@ def _measure(url: str, bodies: list[bytes], workdir: Path, rate: float = RATE, s
     }
 
 
+REFUSALS_SCRIPT = Path(__file__).resolve().parent / "refusals.lua"
+WRK_CONNECTIONS = 32
+WRK_PREFIX = "WRK"
+WRK_STRIDE = 5_000  # symbols per wrk connection, seeded: far more than one connection sends in SHED_SECONDS
+
+
+def _wrk_overload(url: str, rate: float, seconds: float, workdir: Path) -> dict:
+    """wrk (C, one thread per connection) at about `rate` cache misses/s: each connection pauses after every
+    answer, and refusals.lua times each answer from its write to its last byte, 200s and 503s apart. Unlike the
+    Python generator, nothing here lags behind on a busy machine: a refusal's figure is the server's and the
+    network's."""
+    from loadgen import wrk_binary
+
+    template = workdir / "wrk-body-template.json"
+    template.write_bytes(_symbols_body(f"{WRK_PREFIX}@N@"))
+    pause_ms = max(0, round(WRK_CONNECTIONS / rate * 1000 - 1))  # ~1 ms: a refusal's round trip and wrk's own
+    command = [
+        wrk_binary(), "--threads", str(WRK_CONNECTIONS), "--connections", str(WRK_CONNECTIONS),
+        "--duration", f"{max(1, round(seconds))}s", "--timeout", "5s", "--script", str(REFUSALS_SCRIPT), url,
+        "--", str(template), str(pause_ms), "0", str(WRK_STRIDE),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
+    for line in done.stdout.splitlines():
+        if line.startswith("REFUSALS_RESULT "):
+            raw = json.loads(line.removeprefix("REFUSALS_RESULT "))
+            return {
+                "rate_rps": raw["requests"] / (raw["duration_us"] / 1e6),
+                "requests": raw["admitted"],
+                "errors": raw["others"] + raw["socket_errors"],
+                "p50_ms": raw["admitted_p50_us"] / 1000,
+                "p99_ms": raw["admitted_p99_us"] / 1000,
+                "refused": raw["refused"],
+                "refused_p50_ms": raw["refused_p50_us"] / 1000,
+                "refused_p99_ms": raw["refused_p99_us"] / 1000,
+            }
+    raise RuntimeError(f"wrk printed no REFUSALS_RESULT line ({done.returncode}): {done.stderr or done.stdout}")
+
+
+def _refusal_buckets(server: Any) -> dict[float, float]:
+    """Cumulative counts of the transformer's `tickserve_transformer_refusal_seconds` histogram, by bound."""
+    from tickserve.launch import metric_samples
+
+    return {
+        float(labels["le"]): value
+        for name, labels, value in metric_samples(server.metrics_text())
+        if name == "tickserve_transformer_refusal_seconds_bucket"
+    }
+
+
+def _server_side(before: dict[float, float], after: dict[float, float]) -> dict:
+    """p50 / p99 (linear within a bucket) and the share under 1 ms of the refusals timed between two readings."""
+    bounds = sorted(after)
+    counts = [after[bound] - before.get(bound, 0.0) for bound in bounds]
+    total = counts[-1] if counts else 0.0
+    if not total:
+        return {}
+
+    def quantile(q: float) -> float:
+        lower, below = 0.0, 0.0
+        for bound, count in zip(bounds, counts, strict=True):
+            if count >= q * total:
+                if bound == float("inf"):
+                    return lower * 1000  # beyond the last finite bound: report that bound
+                return (lower + (bound - lower) * (q * total - below) / max(count - below, 1e-12)) * 1000
+            lower, below = bound, count
+        return float("nan")
+
+    return {
+        "server_refused": int(total),
+        "server_refused_p50_ms": quantile(0.5),
+        "server_refused_p99_ms": quantile(0.99),
+        "server_refused_under_1ms": counts[bounds.index(0.001)] / total,
+    }
+
+
 def _rss_mib(server: Any) -> float:
     """Resident memory of a server process (Linux /proc)."""
     for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
@@ -256,6 +336,7 @@ def run(out_dir: Path) -> list[dict]:
     miss_symbols = [f"MISS{i}" for i in range(int(RATE * (DURATION + WARMUP)) * 2 + 10)]
     shed_symbols = [f"SHED{i}" for i in range(SHED_SYMBOLS)]
     hot_symbols = [f"HOT{i}" for i in range(HOT_SYMBOLS)]
+    wrk_symbols = [f"{WRK_PREFIX}{i}" for i in range(WRK_CONNECTIONS * WRK_STRIDE)]
     rows: list[dict] = []
     redis_server = launch.RedisServer(shutil.which("redis-server") or "redis-server", cwd=workdir)
     predictor = launch.predictor("signal-1h", model_dir, cwd=workdir)
@@ -276,7 +357,7 @@ def run(out_dir: Path) -> list[dict]:
         return process, f"{process.url}/v2/models/signal/infer"
 
     with redis_server, predictor:
-        asyncio.run(_seed_features(redis_url, hot_symbols + miss_symbols + shed_symbols))
+        asyncio.run(_seed_features(redis_url, hot_symbols + miss_symbols + shed_symbols + wrk_symbols))
         predictor_url = f"{predictor.url}/v2/models/signal-1h/infer"
         features_body = _features_body(len(FeatureConfig().names))
         direct = _measure(predictor_url, [features_body], workdir)
@@ -355,21 +436,33 @@ def _shedding(transformer: Callable[..., tuple[Any, str]], symbols: list[str], w
     with process:
         httpx.post(url, content=bodies(1)[0], headers={"content-type": "application/json"}, timeout=60)
         rss = _rss_mib(process)
+        timed = _refusal_buckets(process)
         shed = _measure(url, bodies(count), workdir, rate, SHED_SECONDS)
         system = f"max_requests_held={bound}"
+        shed_row = {
+            "bench": "transformer",
+            "case": case,
+            "system": f"{system}, Python open loop",
+            **shed,
+            **_server_side(timed, timed := _refusal_buckets(process)),
+            "rss_before_mib": rss,
+            "rss_after_mib": _rss_mib(process),
+        }
+        rows.append(shed_row)
+        _drain(url, bodies(1)[0])
+        wrk = _wrk_overload(url, rate, SHED_SECONDS, workdir)
         rows.append(
             {
                 "bench": "transformer",
                 "case": case,
-                "system": system,
-                **shed,
-                "rss_before_mib": rss,
+                "system": f"{system}, wrk ({WRK_CONNECTIONS} paced connections)",
+                **wrk,
+                **_server_side(timed, _refusal_buckets(process)),
                 "rss_after_mib": _rss_mib(process),
             }
         )
     for row in rows:
         row["sustainable_rps"] = sustainable
-    shed_row = rows[-1]
     shed_row["admitted_p99_vs_unloaded"] = shed_row["p99_ms"] / unloaded["p99_ms"]
     return rows
 

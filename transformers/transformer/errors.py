@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import Request, Response
 from grpc_interceptor.exceptions import GrpcException, Internal, NotFound, Unavailable
 
 from tickserve import kserve_compat
@@ -82,11 +82,15 @@ class UnknownSymbol(NotFound, TransformerError):
     cause = "unknown_symbol"
 
 
-async def _rest_handler(_: Request, exc: Exception) -> JSONResponse:
+def rest_error_response(exc: TransformerError) -> Response:
+    """The REST answer to `exc`: its status, headers and `{"error": details, "cause": cause}`."""
+    body = orjson.dumps({"error": exc.details, "cause": exc.cause})
+    return Response(body, status_code=exc.http_status, headers=exc.headers, media_type="application/json")
+
+
+async def _rest_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, TransformerError)
-    return JSONResponse(
-        status_code=exc.http_status, content={"error": exc.details, "cause": exc.cause}, headers=exc.headers
-    )
+    return rest_error_response(exc)
 
 
 def add_rest_handlers() -> None:

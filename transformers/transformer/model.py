@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -189,12 +190,27 @@ class FeatureTransformer(Model):
     async def __call__(
         self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
     ) -> Any:
+        """Serve one decoded request (KServe's gRPC server calls this), held by the admission bound."""
+        with self.admitted():
+            return await self.serve(body, headers, verb)
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold one of the `max_requests_held` places while serving a request, or raise Overloaded at once; every
+        refusal (TransformerError) is counted by cause. The REST handler enters it before it reads the body, so
+        that a refusal costs no body parsing and no feature read."""
         try:
             with self._admission:
-                return await super().__call__(body, headers, verb)
+                yield
         except TransformerError as exc:
             REFUSALS.labels(exc.cause).inc()
             raise
+
+    async def serve(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ) -> Any:
+        """Serve one request that `admitted` let in: preprocess, predict, postprocess (KServe's Model flow)."""
+        return await super().__call__(body, headers, verb)
 
     def validate(self, payload: Any) -> Any:
         return payload  # preprocess validated the request and returns an internal PendingRequest
