@@ -15,8 +15,9 @@ the hold was what suspended it (`resume`), and requests a reconcile so the merge
 The trade-off, stated where it is chosen: while a hold stands, that Kustomization applies nothing, so other changes
 to its path wait for the revert to be merged. The alternative, the receiver merging its own revert, keeps GitOps
 moving but skips review and still leaves a window until Flux fetches the merge. Operators see a hold on the
-Kustomization (`flux get kustomizations` shows it suspended, the annotation says for which versions) and in the
-rollback's Event; removing the annotation and `flux resume` ends it by hand.
+Kustomization (`flux get kustomizations` shows it suspended, the annotation says for which versions), in
+`tickserve rollout status` (GITOPS HOLD) and in the rollback's log line; removing the annotation and `flux resume`
+ends it by hand.
 
 Which Kustomization: the one Flux names in the labels it puts on every object it applies. An InferenceService
 without them is not applied by Flux and gets no hold. Updates carry the resourceVersion read, so two receivers
@@ -56,15 +57,16 @@ class HoldError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Owner:
-    """A Flux object: the Kustomization that applied an object (`of`), or the GitRepository it applies."""
+class FluxObject:
+    """A Flux object by kind, namespace and name: the Kustomization that applied an object (`of`), or the
+    GitRepository a Kustomization applies (`source_of`)."""
 
     namespace: str
     name: str
     kind: str = "Kustomization"
 
     @classmethod
-    def of(cls, obj: dict[str, Any]) -> Owner | None:
+    def of(cls, obj: dict[str, Any]) -> FluxObject | None:
         labels = obj["metadata"].get("labels") or {}
         if NAME_LABEL in labels and NAMESPACE_LABEL in labels:
             return cls(labels[NAMESPACE_LABEL], labels[NAME_LABEL])
@@ -77,7 +79,7 @@ class Owner:
 def hold(api_client: kubernetes.client.ApiClient, isvc: dict[str, Any], version: str) -> list[str]:
     """Suspend the Kustomization that applied `isvc` and record the hold for its model at `version`; returns what
     changed (nothing when the hold already stands, or when Flux did not apply the InferenceService)."""
-    owner = Owner.of(isvc)
+    owner = FluxObject.of(isvc)
     if owner is None:
         return []
     key = model_key(isvc)
@@ -107,7 +109,7 @@ def release(
     `revision`, it would re-apply the rolled-back canary for a moment (and KServe would leave the canary's HPA
     behind). So the source is asked to fetch first and the hold stays until its artifact is `revision`, waiting up
     to `wait_seconds`; a later pass tries again. Sources other than a GitRepository are not checked."""
-    owner = Owner.of(isvc)
+    owner = FluxObject.of(isvc)
     if owner is None:
         return []
     key = model_key(isvc)
@@ -137,17 +139,17 @@ def release(
     return [f"released the hold of {key} on {owner}" + (", resumed it" if resumed else "; it stays suspended")]
 
 
-def source_of(kustomization: dict[str, Any]) -> Owner | None:
+def source_of(kustomization: dict[str, Any]) -> FluxObject | None:
     """The GitRepository a Kustomization applies (None for other source kinds)."""
     ref = kustomization["spec"].get("sourceRef") or {}
     if ref.get("kind") != "GitRepository":
         return None
-    return Owner(ref.get("namespace") or kustomization["metadata"]["namespace"], ref["name"], "GitRepository")
+    return FluxObject(ref.get("namespace") or kustomization["metadata"]["namespace"], ref["name"], "GitRepository")
 
 
 def held(api_client: kubernetes.client.ApiClient, isvc: dict[str, Any]) -> str | None:
     """'v2 on Kustomization flux-system/prod' when a rollback hold for the model stands; None otherwise."""
-    owner = Owner.of(isvc)
+    owner = FluxObject.of(isvc)
     if owner is None:
         return None
     version = holds_of(_get(api_client, owner))["holds"].get(model_key(isvc))
@@ -170,7 +172,7 @@ def holds_of(kustomization: dict[str, Any]) -> dict[str, Any]:
     return {"holds": dict(record.get("holds") or {}), "resume": bool(record.get("resume", True))}
 
 
-def _fetched(api_client: kubernetes.client.ApiClient, source: Owner, revision: str, wait_seconds: float) -> bool:
+def _fetched(api_client: kubernetes.client.ApiClient, source: FluxObject, revision: str, wait_seconds: float) -> bool:
     """Ask the GitRepository to fetch now and wait until its artifact is the commit `revision`."""
     custom = kubernetes.client.CustomObjectsApi(api_client)
     try:
@@ -193,7 +195,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def _get(api_client: kubernetes.client.ApiClient, owner: Owner) -> dict[str, Any]:
+def _get(api_client: kubernetes.client.ApiClient, owner: FluxObject) -> dict[str, Any]:
     custom = kubernetes.client.CustomObjectsApi(api_client)
     try:
         return custom.get_namespaced_custom_object(GROUP, VERSION, owner.namespace, PLURAL, owner.name)
@@ -201,7 +203,7 @@ def _get(api_client: kubernetes.client.ApiClient, owner: Owner) -> dict[str, Any
         raise HoldError(f"reading {owner}: {error.status} {error.reason}", status=error.status) from error
 
 
-def _update(api_client: kubernetes.client.ApiClient, owner: Owner, change: Change) -> bool:
+def _update(api_client: kubernetes.client.ApiClient, owner: FluxObject, change: Change) -> bool:
     """Read the Kustomization, let `change(kustomization, holds)` compute a merge patch (None: nothing to do) and
     apply it conditioned on the resourceVersion read; on a conflict, read again. True when a patch was applied."""
     custom = kubernetes.client.CustomObjectsApi(api_client)

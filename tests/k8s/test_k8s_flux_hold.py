@@ -15,8 +15,8 @@ from kube import server_side_apply
 from tickserve.monitoring.rollback.gitops import (
     HOLDS_ANNOTATION,
     REQUESTED_AT,
+    FluxObject,
     HoldError,
-    Owner,
     hold,
     holds_of,
     release,
@@ -99,7 +99,7 @@ def test_a_hold_stays_until_the_git_repository_has_fetched_the_commit_found_in_s
 
 def test_an_inference_service_flux_did_not_apply_gets_no_hold(flux: Flux) -> None:
     isvc = {"metadata": {"name": "ticks-1m", "namespace": "prod", "labels": {"app": "x"}}}
-    assert Owner.of(isvc) is None
+    assert FluxObject.of(isvc) is None
     assert hold(flux.api_client, isvc, "2") == [] and release(flux.api_client, isvc, COMMIT) == []
 
 

@@ -32,7 +32,7 @@ from rollback_support import bad_canary_alerting, deliver, eventually, hpas, isv
 from ruamel.yaml import YAML
 
 from tickserve.monitoring.rollback.executor import RollbackExecutor, RollbackMetrics
-from tickserve.monitoring.rollback.gitops import Owner, holds_of
+from tickserve.monitoring.rollback.gitops import FluxObject, holds_of
 from tickserve.monitoring.rollback.lifecycle import PHASE_ANNOTATION, ROLLBACK_TAG, VERSION_LABEL
 from tickserve.monitoring.rollback.receiver import RollbackReceiver
 from tickserve.monitoring.rollback.status import model_status
@@ -89,7 +89,7 @@ def test_a_merged_canary_reaches_kserve_through_flux_and_its_rollback_holds_unti
     flux.kustomization(name, name, "./manifests/prod", namespace)
     flux.sync(name, name, main_sha(gitops))
     settle(kserve_controller, namespace, {TRANSFORMER, STABLE})
-    assert Owner.of(isvc(api, namespace, MODEL)) == Owner("flux-system", name), "Flux labels what it applies"
+    assert FluxObject.of(isvc(api, namespace, MODEL)) == FluxObject("flux-system", name), "Flux labels what it applies"
 
     # 2. Propose: v2 becomes the challenger in MLflow; registry-sync opens the canary pull request.
     models = Models(mlflow_server)
