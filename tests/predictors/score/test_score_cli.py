@@ -305,6 +305,8 @@ def test_memory_stays_flat_on_a_file_four_times_larger(tmp_path, lightgbm_model)
         data = pd.DataFrame(np.random.default_rng(rows).normal(size=(rows, len(order))), columns=order)
         source = write_input(data, tmp_path / f"features-{rows}.parquet")
         del data
-        peaks[rows] = peak_rss_mb_of_scoring(model, source, tmp_path / f"scores-{rows}.parquet")
+        # The smaller of two runs: a peak can jump by tens of MB with the allocators' timing on a loaded machine (seen
+        # once in CI: +29 MB), while reading the whole file would add 86 MB or more to every run.
+        peaks[rows] = min(peak_rss_mb_of_scoring(model, source, tmp_path / f"scores-{rows}.parquet") for _ in range(2))
         assert pq.ParquetFile(tmp_path / f"scores-{rows}.parquet").metadata.num_rows == rows
     assert peaks[1_200_000] - peaks[300_000] < 20, peaks
