@@ -48,10 +48,11 @@ class Sink:
         self.server.server_close()
 
 
-def alertmanager(workdir: Path, rollback: Sink, user: Sink, token: str) -> Service:
-    """The example config with the sinks as receivers, the token in a file, and group_wait shortened to 1s."""
+def alertmanager(workdir: Path, rollback_url: str, user: Sink, token: str) -> Service:
+    """The example config delivering rollbacks to `rollback_url`/alerts (a Sink's or the receiver's base URL) and
+    everything else to the `user` sink, the token in a file, and group_wait shortened to 1s."""
     binary = require_binary("prometheus-alertmanager")
-    return alerting.alertmanager(binary, workdir, f"{rollback.url}/alerts", token, f"{user.url}/")
+    return alerting.alertmanager(binary, workdir, f"{rollback_url}/alerts", token, f"{user.url}/")
 
 
 def prometheus(workdir: Path, jobs: dict[str, list[str]], alertmanager_url: str, labels: dict[str, str]) -> Service:

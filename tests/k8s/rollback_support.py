@@ -80,14 +80,13 @@ def bad_canary_alerting(
     outcomes = f"{redis_url.rsplit('/', 1)[0]}/9"  # a database of its own
     redis.Redis.from_url(outcomes).flushdb()
     monitor = launch.monitor(outcomes, args=["--consumer", "loop", "--poll_seconds", "0.2", "--judge_min_scored", "50"])
-    receiver = type("Receiver", (), {"url": receiver_url})()
     user = Sink()
     (workdir / "am").mkdir(parents=True)
     (workdir / "prom").mkdir()
     try:
         monitor.start()
         with (
-            alertmanager(workdir / "am", receiver, user, token=token) as manager,
+            alertmanager(workdir / "am", receiver_url, user, token=token) as manager,
             prometheus(workdir / "prom", {"tickserve-monitor": [monitor.http]}, manager.url, {"namespace": namespace}),
         ):
             publish_outcomes(outcomes, seed=41, accuracy=ACCURACY, bars=200, model=model, versions=versions)

@@ -113,7 +113,7 @@ def test_a_real_alertmanager_delivers_rollbacks_by_model_with_the_bearer_token(
         {"labels": {**labels, "alertname": "TickserveCanaryQualityWorse", "model": "n", "model_version": "3"}},
         {"labels": {"alertname": "TickservePredictorDown", "severity": "critical", "namespace": "ns", "pod": "p"}},
     ]
-    with alertmanager(tmp_path, rollback_sink, user_sink, token="s3cret-token") as manager:
+    with alertmanager(tmp_path, rollback_sink.url, user_sink, token="s3cret-token") as manager:
         httpx.post(f"{manager.url}/api/v2/alerts", json=alerts).raise_for_status()
         deadline = time.monotonic() + 30
         while (len(rollback_sink.received) < 2 or not user_sink.received) and time.monotonic() < deadline:

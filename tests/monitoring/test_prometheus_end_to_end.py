@@ -68,7 +68,7 @@ def test_a_worse_canary_is_alerted_for_rollback_and_every_panel_has_data(redis_u
             server.launch()
         for server in (stable, canary, monitor):
             server.wait_ready()
-        with alertmanager(tmp_path / "am", rollback_sink, user_sink, token="e2e-token") as manager:
+        with alertmanager(tmp_path / "am", rollback_sink.url, user_sink, token="e2e-token") as manager:
             jobs = {"tickserve-predictor": [stable.http, canary.http], "tickserve-monitor": [monitor.http]}
             with prometheus(tmp_path / "prom", jobs, manager.url, {"namespace": NAMESPACE}) as prom:
                 scraping = 'count(up{job=~"tickserve-predictor|tickserve-monitor"} == 1) == 3'
